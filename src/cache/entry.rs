@@ -1,0 +1,69 @@
+//! A stored response and what reprise needs to know about it.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use super::ttl::Ttl;
+
+/// One cached upstream response (always a complete 2xx JSON body).
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// The body exactly as the provider sent it (without reprise's metadata).
+    pub body: Bytes,
+    pub content_type: String,
+    /// Wall-clock write time, milliseconds since the Unix epoch (shared tiers).
+    pub written_at_ms: u64,
+    /// Monotonic write time on this instance; drives expiry, so TTL logic is
+    /// testable with paused tokio time.
+    pub stored_at: Instant,
+    pub ttl: Ttl,
+    /// `usage.total_tokens` of the original call, when the provider sent it.
+    pub total_tokens: Option<u64>,
+}
+
+impl Entry {
+    pub fn new(body: Bytes, content_type: String, ttl: Ttl, total_tokens: Option<u64>) -> Self {
+        Entry {
+            body,
+            content_type,
+            written_at_ms: unix_ms_now(),
+            stored_at: Instant::now(),
+            ttl,
+            total_tokens,
+        }
+    }
+
+    pub fn age(&self) -> Duration {
+        self.stored_at.elapsed()
+    }
+
+    /// False once the TTL has passed.
+    pub fn is_fresh(&self) -> bool {
+        match self.ttl.duration() {
+            Some(ttl) => self.age() < ttl,
+            None => true,
+        }
+    }
+
+    /// Time left before expiry (None = forever).
+    pub fn remaining(&self) -> Option<Duration> {
+        self.ttl
+            .duration()
+            .map(|ttl| ttl.saturating_sub(self.age()))
+    }
+
+    /// Bytes this entry costs in memory, for the byte-bounded tier.
+    pub fn weight(&self) -> u32 {
+        let bytes = self.body.len() + self.content_type.len() + 160;
+        u32::try_from(bytes).unwrap_or(u32::MAX)
+    }
+}
+
+pub fn unix_ms_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,490 @@
+//! The cache key: SHA-256 over a canonical, versioned byte string of
+//! `key version | namespace | endpoint kind | provider | model | output-affecting body`.
+//!
+//! The canonical form is a tagged, length-prefixed encoding (not JSON text), so
+//! it is unambiguous and needs no escaping; it is streamed straight into the
+//! hasher without building an intermediate string. Rules (each unit-tested):
+//! - object keys are sorted; top-level `null` fields count as absent;
+//! - numbers are normalized (`0` == `0.0`, `1e2` == `100`);
+//! - a string message `content` equals `[{"type":"text","text":…}]`;
+//! - `cache_control` markers are ignored everywhere except inside JSON schemas
+//!   (`parameters`, `input_schema`, `schema`), where a property may carry that name;
+//! - fields that cannot change the output are excluded (see `chat_field`);
+//!   unknown fields are included, because unknown means "may affect output".
+
+use serde_json::{Map, Number, Value};
+use sha2::{Digest, Sha256};
+
+/// Bump when the canonical form changes: old entries then simply stop matching.
+pub const KEY_VERSION: &str = "reprise-key-v1";
+
+/// A 32-byte SHA-256 digest identifying one cache entry.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct CacheKey(pub [u8; 32]);
+
+impl CacheKey {
+    pub fn hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+/// Which endpoint a request belongs to; entries never cross kinds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndpointKind {
+    Chat,
+    Embeddings,
+}
+
+impl EndpointKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndpointKind::Chat => "chat",
+            EndpointKind::Embeddings => "embeddings",
+        }
+    }
+}
+
+/// The identity of a request outside its body.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyScope<'a> {
+    pub namespace: &'a str,
+    pub kind: EndpointKind,
+    pub provider: &'a str,
+    /// The model as sent upstream (after any `provider/` prefix is stripped).
+    pub model: &'a str,
+}
+
+/// How a top-level body field takes part in the key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum FieldRole {
+    /// Cannot change the output: left out.
+    Excluded,
+    /// Part of the scope (hashed separately).
+    Scope,
+    /// Chat messages: string content is normalized to a text-part array.
+    Messages,
+    /// Everything else, known or unknown.
+    Included,
+}
+
+/// Every chat-completions field reprise knows, with its decision. A new
+/// OpenAI field lands in `_ => Included` until someone decides otherwise.
+fn chat_field(name: &str) -> FieldRole {
+    match name {
+        "model" => FieldRole::Scope,
+        "messages" => FieldRole::Messages,
+        // Transport, attribution and provider-side caching hints.
+        "stream"
+        | "stream_options"
+        | "user"
+        | "metadata"
+        | "store"
+        | "prompt_cache_key"
+        | "prompt_cache_retention"
+        | "cache" => FieldRole::Excluded,
+        // Output-affecting, listed so the decision is visible.
+        "tools"
+        | "tool_choice"
+        | "functions"
+        | "function_call"
+        | "response_format"
+        | "temperature"
+        | "top_p"
+        | "max_tokens"
+        | "max_completion_tokens"
+        | "stop"
+        | "seed"
+        | "n"
+        | "logprobs"
+        | "top_logprobs"
+        | "logit_bias"
+        | "presence_penalty"
+        | "frequency_penalty"
+        | "reasoning_effort"
+        | "parallel_tool_calls"
+        | "modalities"
+        | "audio"
+        | "prediction"
+        | "web_search_options"
+        | "verbosity"
+        | "service_tier" => FieldRole::Included,
+        _ => FieldRole::Included,
+    }
+}
+
+/// Every embeddings field reprise knows, with its decision.
+fn embeddings_field(name: &str) -> FieldRole {
+    match name {
+        "model" => FieldRole::Scope,
+        "user" | "cache" => FieldRole::Excluded,
+        // `encoding_format` changes the response bytes (base64 vs floats).
+        "input" | "encoding_format" | "dimensions" => FieldRole::Included,
+        _ => FieldRole::Included,
+    }
+}
+
+/// Key of a request body.
+pub fn body_key(scope: &KeyScope<'_>, body: &Map<String, Value>) -> CacheKey {
+    let role: fn(&str) -> FieldRole = match scope.kind {
+        EndpointKind::Chat => chat_field,
+        EndpointKind::Embeddings => embeddings_field,
+    };
+    let mut fields: Vec<(&String, &Value, FieldRole)> = body
+        .iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, v)| (k, v, role(k)))
+        .filter(|(_, _, r)| matches!(r, FieldRole::Messages | FieldRole::Included))
+        .collect();
+    fields.sort_unstable_by(|a, b| a.0.cmp(b.0));
+
+    let mut enc = Encoder::new(scope, b"body");
+    enc.tag(b'{');
+    enc.len(fields.len());
+    for (name, value, role) in fields {
+        enc.str(name);
+        match role {
+            FieldRole::Messages => enc.messages(value),
+            _ => enc.value(value, Ctx::Normal),
+        }
+    }
+    enc.finish()
+}
+
+/// Key of a caller-chosen custom key (`x-cache-key`): replaces the body, stays
+/// inside the namespace, endpoint kind and provider.
+pub fn custom_key(scope: &KeyScope<'_>, custom: &str) -> CacheKey {
+    let mut enc = Encoder::new(scope, b"custom");
+    enc.str(custom);
+    enc.finish()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ctx {
+    Normal,
+    /// Inside a JSON schema: every property name is meaningful.
+    Schema,
+}
+
+struct Encoder {
+    hasher: Sha256,
+}
+
+impl Encoder {
+    fn new(scope: &KeyScope<'_>, mode: &[u8]) -> Self {
+        let mut enc = Encoder {
+            hasher: Sha256::new(),
+        };
+        enc.str(KEY_VERSION);
+        enc.str(scope.namespace);
+        enc.str(scope.kind.as_str());
+        enc.str(scope.provider);
+        // Custom keys are model-independent: the caller decides identity.
+        if mode == b"body" {
+            enc.str(scope.model);
+        }
+        enc.bytes(mode);
+        enc
+    }
+
+    fn finish(self) -> CacheKey {
+        CacheKey(self.hasher.finalize().into())
+    }
+
+    fn tag(&mut self, t: u8) {
+        self.hasher.update([t]);
+    }
+
+    fn len(&mut self, n: usize) {
+        self.hasher.update((n as u64).to_le_bytes());
+    }
+
+    fn bytes(&mut self, b: &[u8]) {
+        self.len(b.len());
+        self.hasher.update(b);
+    }
+
+    fn str(&mut self, s: &str) {
+        self.tag(b's');
+        self.bytes(s.as_bytes());
+    }
+
+    fn number(&mut self, n: &Number) {
+        self.tag(b'#');
+        if let Some(i) = n.as_i64() {
+            self.bytes(i.to_string().as_bytes());
+        } else if let Some(u) = n.as_u64() {
+            self.bytes(u.to_string().as_bytes());
+        } else if let Some(f) = n.as_f64() {
+            // Integral floats within the exact range print as integers.
+            if f.fract() == 0.0 && f.abs() < 9.0e15 {
+                self.bytes((f as i64).to_string().as_bytes());
+            } else {
+                self.bytes(f.to_string().as_bytes());
+            }
+        }
+    }
+
+    fn value(&mut self, v: &Value, ctx: Ctx) {
+        match v {
+            Value::Null => self.tag(b'n'),
+            Value::Bool(b) => self.tag(if *b { b't' } else { b'f' }),
+            Value::Number(n) => self.number(n),
+            Value::String(s) => self.str(s),
+            Value::Array(items) => {
+                self.tag(b'[');
+                self.len(items.len());
+                for item in items {
+                    self.value(item, ctx);
+                }
+            }
+            Value::Object(map) => self.object(map, ctx, false),
+        }
+    }
+
+    /// An object with sorted keys. `message` enables content normalization.
+    fn object(&mut self, map: &Map<String, Value>, ctx: Ctx, message: bool) {
+        let mut entries: Vec<(&String, &Value)> = map
+            .iter()
+            .filter(|(k, _)| ctx == Ctx::Schema || k.as_str() != "cache_control")
+            .collect();
+        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        self.tag(b'{');
+        self.len(entries.len());
+        for (k, v) in entries {
+            self.str(k);
+            let child = match k.as_str() {
+                "parameters" | "input_schema" | "schema" => Ctx::Schema,
+                _ => ctx,
+            };
+            match (message, k.as_str(), v) {
+                (true, "content", Value::String(text)) => self.text_part_array(text),
+                _ => self.value(v, child),
+            }
+        }
+    }
+
+    /// The messages array: each message object gets content normalization.
+    fn messages(&mut self, v: &Value) {
+        match v {
+            Value::Array(items) => {
+                self.tag(b'[');
+                self.len(items.len());
+                for item in items {
+                    match item {
+                        Value::Object(map) => self.object(map, Ctx::Normal, true),
+                        other => self.value(other, Ctx::Normal),
+                    }
+                }
+            }
+            other => self.value(other, Ctx::Normal),
+        }
+    }
+
+    /// Exactly the encoding of `[{"text": text, "type": "text"}]`.
+    fn text_part_array(&mut self, text: &str) {
+        self.tag(b'[');
+        self.len(1);
+        self.tag(b'{');
+        self.len(2);
+        self.str("text");
+        self.str(text);
+        self.str("type");
+        self.str("text");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn scope(ns: &str) -> KeyScope<'_> {
+        KeyScope {
+            namespace: ns,
+            kind: EndpointKind::Chat,
+            provider: "openai",
+            model: "gpt-4o",
+        }
+    }
+
+    fn key(body: Value) -> CacheKey {
+        body_key(&scope("ns"), body.as_object().unwrap())
+    }
+
+    fn base() -> Value {
+        json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.2})
+    }
+
+    fn with(field: &str, value: Value) -> Value {
+        let mut b = base();
+        b[field] = value;
+        b
+    }
+
+    #[test]
+    fn deterministic_and_hex() {
+        assert_eq!(key(base()), key(base()));
+        assert_eq!(key(base()).hex().len(), 64);
+    }
+
+    #[test]
+    fn key_order_does_not_matter() {
+        let a = json!({"temperature": 0.2, "messages": [{"content": "hi", "role": "user"}], "model": "gpt-4o"});
+        assert_eq!(key(a), key(base()));
+    }
+
+    #[test]
+    fn numbers_are_normalized() {
+        assert_eq!(key(with("seed", json!(0))), key(with("seed", json!(0.0))));
+        assert_eq!(key(with("seed", json!(100))), key(with("seed", json!(1e2))));
+        assert_ne!(key(with("seed", json!(1))), key(with("seed", json!(1.5))));
+    }
+
+    #[test]
+    fn string_content_equals_text_part_array() {
+        let parts = with(
+            "messages",
+            json!([{"role": "user", "content": [{"type": "text", "text": "hi"}]}]),
+        );
+        assert_eq!(key(parts), key(base()));
+        let other = with(
+            "messages",
+            json!([{"role": "user", "content": [{"type": "text", "text": "ho"}]}]),
+        );
+        assert_ne!(key(other), key(base()));
+    }
+
+    #[test]
+    fn excluded_fields_do_not_change_the_key() {
+        for (field, value) in [
+            ("stream", json!(true)),
+            ("stream_options", json!({"include_usage": true})),
+            ("user", json!("u-1")),
+            ("metadata", json!({"a": "b"})),
+            ("store", json!(true)),
+            ("prompt_cache_key", json!("pck")),
+            ("prompt_cache_retention", json!("24h")),
+            ("cache", json!({"ttl": 5})),
+        ] {
+            assert_eq!(key(with(field, value)), key(base()), "{field}");
+        }
+    }
+
+    #[test]
+    fn null_fields_count_as_absent() {
+        assert_eq!(key(with("seed", Value::Null)), key(base()));
+    }
+
+    #[test]
+    fn cache_control_markers_are_ignored() {
+        let marked = with(
+            "messages",
+            json!([{"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]}]),
+        );
+        assert_eq!(key(marked), key(base()));
+    }
+
+    #[test]
+    fn cache_control_inside_a_schema_counts() {
+        let tool = |props: Value| {
+            with(
+                "tools",
+                json!([{"type": "function", "function": {"name": "f", "parameters": {"type": "object", "properties": props}}}]),
+            )
+        };
+        let a = tool(json!({"cache_control": {"type": "string"}}));
+        let b = tool(json!({}));
+        assert_ne!(key(a), key(b));
+    }
+
+    #[test]
+    fn output_affecting_fields_change_the_key() {
+        let b = key(base());
+        for (field, value) in [
+            ("temperature", json!(0.3)),
+            ("top_p", json!(0.5)),
+            ("max_tokens", json!(10)),
+            ("max_completion_tokens", json!(10)),
+            ("stop", json!(["x"])),
+            ("seed", json!(1)),
+            ("n", json!(2)),
+            ("logprobs", json!(true)),
+            ("top_logprobs", json!(2)),
+            ("logit_bias", json!({"1": 5})),
+            ("presence_penalty", json!(0.1)),
+            ("frequency_penalty", json!(0.1)),
+            ("reasoning_effort", json!("low")),
+            ("parallel_tool_calls", json!(false)),
+            ("modalities", json!(["text"])),
+            ("response_format", json!({"type": "json_object"})),
+            (
+                "tools",
+                json!([{"type": "function", "function": {"name": "f"}}]),
+            ),
+            ("tool_choice", json!("auto")),
+            ("some_unknown_vendor_field", json!(1)),
+        ] {
+            assert_ne!(key(with(field, value)), b, "{field}");
+        }
+    }
+
+    #[test]
+    fn messages_fields_change_the_key() {
+        let b = key(base());
+        for messages in [
+            json!([{"role": "user", "content": "hi", "name": "bob"}]),
+            json!([{"role": "system", "content": "hi"}]),
+            json!([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "http://x"}}]}]),
+            json!([{"role": "assistant", "content": null, "tool_calls": [{"id": "c", "type": "function", "function": {"name": "f", "arguments": "{}"}}]}]),
+            json!([{"role": "tool", "tool_call_id": "c", "content": "hi"}]),
+        ] {
+            assert_ne!(key(with("messages", messages)), b);
+        }
+    }
+
+    #[test]
+    fn scope_parts_change_the_key() {
+        let body = base();
+        let map = body.as_object().unwrap();
+        let b = body_key(&scope("ns"), map);
+        assert_ne!(body_key(&scope("other"), map), b);
+        let mut s = scope("ns");
+        s.provider = "azure";
+        assert_ne!(body_key(&s, map), b);
+        let mut s = scope("ns");
+        s.model = "gpt-4o-mini";
+        assert_ne!(body_key(&s, map), b);
+        let mut s = scope("ns");
+        s.kind = EndpointKind::Embeddings;
+        assert_ne!(body_key(&s, map), b);
+    }
+
+    #[test]
+    fn custom_key_stays_in_namespace() {
+        let a = custom_key(&scope("ns"), "k");
+        assert_eq!(a, custom_key(&scope("ns"), "k"));
+        assert_ne!(a, custom_key(&scope("other"), "k"));
+        assert_ne!(a, custom_key(&scope("ns"), "k2"));
+        assert_ne!(a, key(base()));
+    }
+
+    #[test]
+    fn embeddings_exclude_user_only() {
+        let s = KeyScope {
+            kind: EndpointKind::Embeddings,
+            ..scope("ns")
+        };
+        let k = |b: Value| body_key(&s, b.as_object().unwrap());
+        let b = json!({"model": "e", "input": "x"});
+        assert_eq!(
+            k(json!({"model": "e", "input": "x", "user": "u"})),
+            k(b.clone())
+        );
+        assert_ne!(
+            k(json!({"model": "e", "input": "x", "encoding_format": "base64"})),
+            k(b.clone())
+        );
+        assert_ne!(k(json!({"model": "e", "input": "y"})), k(b));
+    }
+}

@@ -1,0 +1,128 @@
+//! L1: the in-process tier, bounded by bytes, with per-entry TTL.
+//!
+//! moka evicts by weight (body bytes) and reclaims expired entries; freshness
+//! itself is decided by `Entry::is_fresh` on read (tokio clock), so a read never
+//! returns an expired entry even before moka's housekeeping runs.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant as StdInstant};
+
+use moka::future::Cache;
+use moka::Expiry;
+
+use super::entry::Entry;
+use super::key::CacheKey;
+
+#[derive(Clone)]
+pub struct MemoryTier {
+    cache: Cache<CacheKey, Arc<Entry>>,
+}
+
+struct EntryExpiry;
+
+impl Expiry<CacheKey, Arc<Entry>> for EntryExpiry {
+    fn expire_after_create(
+        &self,
+        _: &CacheKey,
+        entry: &Arc<Entry>,
+        _: StdInstant,
+    ) -> Option<Duration> {
+        entry.remaining()
+    }
+
+    fn expire_after_update(
+        &self,
+        _: &CacheKey,
+        entry: &Arc<Entry>,
+        _: StdInstant,
+        _: Option<Duration>,
+    ) -> Option<Duration> {
+        entry.remaining()
+    }
+}
+
+impl MemoryTier {
+    pub fn new(max_bytes: u64) -> Self {
+        let cache = Cache::builder()
+            .max_capacity(max_bytes)
+            .weigher(|_: &CacheKey, e: &Arc<Entry>| e.weight())
+            .expire_after(EntryExpiry)
+            .build();
+        MemoryTier { cache }
+    }
+
+    /// A fresh entry, or None (an expired one is dropped on the way).
+    pub async fn get(&self, key: &CacheKey) -> Option<Arc<Entry>> {
+        let entry = self.cache.get(key).await?;
+        if entry.is_fresh() {
+            Some(entry)
+        } else {
+            self.cache.invalidate(key).await;
+            None
+        }
+    }
+
+    pub async fn insert(&self, key: CacheKey, entry: Arc<Entry>) {
+        self.cache.insert(key, entry).await;
+    }
+
+    pub async fn remove(&self, key: &CacheKey) {
+        self.cache.invalidate(key).await;
+    }
+
+    /// (entries, weighted bytes), after pending housekeeping.
+    pub async fn usage(&self) -> (u64, u64) {
+        self.cache.run_pending_tasks().await;
+        (self.cache.entry_count(), self.cache.weighted_size())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::super::ttl::Ttl;
+    use super::*;
+
+    fn entry(ttl: Ttl, size: usize) -> Arc<Entry> {
+        Arc::new(Entry::new(
+            Bytes::from(vec![b'x'; size]),
+            "application/json".into(),
+            ttl,
+            Some(3),
+        ))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn ttl_expiry_follows_the_tokio_clock() {
+        let tier = MemoryTier::new(1 << 20);
+        let k = CacheKey([1; 32]);
+        tier.insert(k, entry(Ttl::After(Duration::from_secs(10)), 10))
+            .await;
+        tokio::time::advance(Duration::from_secs(9)).await;
+        assert!(tier.get(&k).await.is_some());
+        tokio::time::advance(Duration::from_secs(2)).await;
+        assert!(tier.get(&k).await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn forever_entries_do_not_expire() {
+        let tier = MemoryTier::new(1 << 20);
+        let k = CacheKey([2; 32]);
+        tier.insert(k, entry(Ttl::Forever, 10)).await;
+        tokio::time::advance(Duration::from_secs(10 * 365 * 86400)).await;
+        assert!(tier.get(&k).await.is_some());
+    }
+
+    #[tokio::test]
+    async fn bounded_by_bytes() {
+        let tier = MemoryTier::new(100_000);
+        for i in 0..100u8 {
+            tier.insert(CacheKey([i; 32]), entry(Ttl::Forever, 10_000))
+                .await;
+        }
+        let (count, bytes) = tier.usage().await;
+        assert!(bytes <= 100_000, "{bytes}");
+        assert!(count < 100, "{count}");
+    }
+}

@@ -1,0 +1,363 @@
+//! Configuration: serde structs with documented defaults, loading (file, then
+//! `REPRISE__SECTION__KEY` environment overrides) and `validate()`.
+//!
+//! Every struct refuses unknown fields, so a typo in `reprise.toml` stops the
+//! process at start with a message naming the field instead of being ignored.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::cache::ttl::Ttl;
+
+/// The whole configuration. `Config::default()` is what runs with no file.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub cache: CacheConfig,
+    pub routing: RoutingConfig,
+    pub providers: Vec<ProviderConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// Largest accepted request body, in bytes.
+    pub body_limit_bytes: usize,
+    /// Whole-request timeout towards the provider (humantime: "300s", "5m").
+    #[serde(with = "humantime_serde_compat")]
+    pub upstream_timeout: Duration,
+    /// TCP connect timeout towards the provider.
+    #[serde(with = "humantime_serde_compat")]
+    pub connect_timeout: Duration,
+    /// Keys callers must present (`Authorization: Bearer K` or `x-api-key: K`).
+    /// Empty (and `api_keys_env` unset) = no authentication.
+    pub api_keys: Vec<String>,
+    /// Name of an environment variable holding comma-separated caller keys,
+    /// added to `api_keys` (keeps secrets out of the file).
+    pub api_keys_env: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Master switch: false = every request is forwarded, nothing stored.
+    pub enabled: bool,
+    /// Default TTL of a written entry ("1h", "30m", "forever").
+    pub ttl: Ttl,
+    /// Share entries between callers with different credentials.
+    pub shared_namespace: bool,
+    /// Responses larger than this are served but not stored.
+    pub max_entry_bytes: usize,
+    pub memory: MemoryConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemoryConfig {
+    /// Upper bound of the in-process tier, in bytes of stored bodies + keys.
+    pub max_bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RoutingConfig {
+    /// Provider used when no provider's model patterns match. None = 404.
+    pub default_provider: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// Any OpenAI-compatible API.
+    Openai,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderConfig {
+    pub name: String,
+    pub kind: ProviderKind,
+    /// Base URL including the version segment, e.g. `https://api.openai.com/v1`.
+    pub base_url: String,
+    /// Environment variable holding this provider's API key. Unset, or the
+    /// variable empty: the caller's own `Authorization` is forwarded.
+    #[serde(default)]
+    pub api_key_env: Option<String>,
+    /// Glob patterns (`*`, `?`) of model names routed here.
+    #[serde(default)]
+    pub models: Vec<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            body_limit_bytes: 10 * 1024 * 1024,
+            upstream_timeout: Duration::from_secs(300),
+            connect_timeout: Duration::from_secs(10),
+            api_keys: Vec::new(),
+            api_keys_env: None,
+        }
+    }
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            ttl: Ttl::After(Duration::from_secs(3600)),
+            shared_namespace: false,
+            max_entry_bytes: 4 * 1024 * 1024,
+            memory: MemoryConfig::default(),
+        }
+    }
+}
+
+impl Default for MemoryConfig {
+    fn default() -> Self {
+        Self {
+            max_bytes: 256 * 1024 * 1024,
+        }
+    }
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self {
+            default_provider: Some("openai".into()),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            server: ServerConfig::default(),
+            cache: CacheConfig::default(),
+            routing: RoutingConfig::default(),
+            providers: vec![ProviderConfig {
+                name: "openai".into(),
+                kind: ProviderKind::Openai,
+                base_url: "https://api.openai.com/v1".into(),
+                api_key_env: Some("OPENAI_API_KEY".into()),
+                models: [
+                    "gpt-*",
+                    "chatgpt-*",
+                    "o1*",
+                    "o3*",
+                    "o4*",
+                    "text-embedding-*",
+                ]
+                .map(String::from)
+                .to_vec(),
+            }],
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Parse(#[from] Box<figment::Error>),
+    #[error("configuration: `{field}`: {message}")]
+    Invalid { field: String, message: String },
+}
+
+fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Defaults, then the file (if any), then `REPRISE__SECTION__KEY` variables.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(invalid(
+                    "--config",
+                    format!("{} does not exist", path.display()),
+                ));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment.merge(Env::prefixed("REPRISE__").split("__"));
+        let config: Config = figment.extract().map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what serde cannot; messages name the offending field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.server
+            .listen
+            .parse::<SocketAddr>()
+            .map_err(|e| invalid("server.listen", e.to_string()))?;
+        if self.server.body_limit_bytes == 0 {
+            return Err(invalid("server.body_limit_bytes", "must be greater than 0"));
+        }
+        if self.server.upstream_timeout.is_zero() {
+            return Err(invalid("server.upstream_timeout", "must be greater than 0"));
+        }
+        if self.server.connect_timeout.is_zero() {
+            return Err(invalid("server.connect_timeout", "must be greater than 0"));
+        }
+        if self.cache.memory.max_bytes == 0 {
+            return Err(invalid("cache.memory.max_bytes", "must be greater than 0"));
+        }
+        if self.providers.is_empty() {
+            return Err(invalid("providers", "at least one provider is required"));
+        }
+        for (i, p) in self.providers.iter().enumerate() {
+            let field = |f: &str| format!("providers[{i}].{f}");
+            if p.name.is_empty() || p.name.contains('/') {
+                return Err(invalid(
+                    field("name"),
+                    "must be non-empty and contain no '/'",
+                ));
+            }
+            if self.providers[..i].iter().any(|q| q.name == p.name) {
+                return Err(invalid(
+                    field("name"),
+                    format!("duplicate provider `{}`", p.name),
+                ));
+            }
+            let url = reqwest::Url::parse(&p.base_url)
+                .map_err(|e| invalid(field("base_url"), e.to_string()))?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(invalid(field("base_url"), "scheme must be http or https"));
+            }
+            if p.models.iter().any(|m| m.is_empty()) {
+                return Err(invalid(field("models"), "patterns must be non-empty"));
+            }
+        }
+        if let Some(default) = &self.routing.default_provider {
+            if !self.providers.iter().any(|p| &p.name == default) {
+                return Err(invalid(
+                    "routing.default_provider",
+                    format!("no provider named `{default}`"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Caller keys from `server.api_keys` plus the `api_keys_env` variable.
+    pub fn caller_keys(&self) -> Vec<String> {
+        let mut keys = self.server.api_keys.clone();
+        if let Some(var) = &self.server.api_keys_env {
+            if let Ok(value) = std::env::var(var) {
+                keys.extend(
+                    value
+                        .split(',')
+                        .map(str::trim)
+                        .filter(|k| !k.is_empty())
+                        .map(String::from),
+                );
+            }
+        }
+        keys
+    }
+}
+
+/// Durations as humantime strings ("300s", "5m") or integer seconds.
+mod humantime_serde_compat {
+    use std::time::Duration;
+
+    use serde::{de, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Secs(u64),
+            Text(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Secs(s) => Ok(Duration::from_secs(s)),
+            Raw::Text(t) => humantime::parse_duration(&t).map_err(|e| {
+                de::Error::custom(format!(
+                    "invalid duration `{t}` ({e}); use e.g. \"30s\", \"5m\""
+                ))
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_validate() {
+        Config::default().validate().unwrap();
+    }
+
+    #[test]
+    fn unknown_field_is_named() {
+        let err = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string("[cache]\nttll = \"1h\"\n"))
+            .extract::<Config>()
+            .unwrap_err();
+        assert!(err.to_string().contains("ttll"), "{err}");
+    }
+
+    #[test]
+    fn bad_default_provider_is_named() {
+        let mut c = Config::default();
+        c.routing.default_provider = Some("nope".into());
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("routing.default_provider"), "{err}");
+    }
+
+    #[test]
+    fn durations_accept_text_and_seconds() {
+        let c: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(
+                "[server]\nupstream_timeout = \"2m\"\nconnect_timeout = 3\n[cache]\nttl = \"forever\"\n",
+            ))
+            .extract()
+            .unwrap();
+        assert_eq!(c.server.upstream_timeout, Duration::from_secs(120));
+        assert_eq!(c.server.connect_timeout, Duration::from_secs(3));
+        assert_eq!(c.cache.ttl, Ttl::Forever);
+    }
+}
+
+#[cfg(test)]
+mod shipped_files {
+    use super::*;
+
+    /// The documented defaults file must equal the built-in defaults.
+    #[test]
+    fn reprise_toml_matches_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/reprise.toml");
+        let from_file: Config = Figment::from(Toml::file(path)).extract().unwrap();
+        assert_eq!(from_file, Config::default());
+    }
+
+    #[test]
+    fn every_shipped_config_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Config::load(Some(&path)).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            }
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! reprise: an OpenAI-compatible caching reverse proxy for LLM APIs.
+//!
+//! Middleware order, outermost first (see [`app`]):
+//! 1. `TraceLayer` — one span per request (method, path, status, latency);
+//! 2. `DefaultBodyLimit` — bodies over `server.body_limit_bytes` are refused
+//!    (the route turns the rejection into an OpenAI-shaped 413);
+//! 3. the route handler — parse and validate, then `pipeline::run`
+//!    (authentication, directives, routing, key, tiers, upstream, store).
+
+#![forbid(unsafe_code)]
+
+pub mod cache;
+pub mod config;
+pub mod error;
+pub mod pipeline;
+pub mod providers;
+pub mod render;
+pub mod server;
+pub mod state;
+pub mod upstream;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::net::TcpListener;
+use tower_http::trace::TraceLayer;
+
+pub use config::Config;
+use state::AppState;
+
+/// Why reprise could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error("could not build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    #[error("server error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The router for a given state.
+pub fn app(state: Arc<AppState>) -> Router {
+    let limit = state.config.server.body_limit_bytes;
+    Router::new()
+        .route("/v1/chat/completions", post(server::chat::completions))
+        .route("/v1/embeddings", post(server::embeddings::create))
+        .route("/v1/models", get(server::models::list))
+        .route("/health", get(server::ops::health))
+        .route("/ready", get(server::ops::ready))
+        .fallback(server::ops::not_found)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves on an already-bound listener until `shutdown` resolves; in-flight
+/// requests finish before it returns.
+pub async fn run(
+    listener: TcpListener,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), RunError> {
+    config.validate()?;
+    let state = Arc::new(AppState::new(config)?);
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "reprise listening on {addr}");
+    axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    tracing::info!("reprise stopped");
+    Ok(())
+}

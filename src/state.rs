@@ -1,0 +1,91 @@
+//! Shared application state: config, providers, HTTP client, cache tiers.
+
+use std::collections::HashSet;
+
+use axum::http::HeaderMap;
+
+use crate::cache::memory::MemoryTier;
+use crate::config::Config;
+use crate::error::ProxyError;
+use crate::pipeline::credential_namespace;
+use crate::providers::Providers;
+
+pub struct AppState {
+    pub config: Config,
+    pub providers: Providers,
+    pub client: reqwest::Client,
+    pub memory: MemoryTier,
+    /// Keys callers must present; empty = open.
+    caller_keys: HashSet<String>,
+}
+
+impl AppState {
+    pub fn new(config: Config) -> Result<Self, reqwest::Error> {
+        let client = crate::upstream::client(config.server.connect_timeout)?;
+        Ok(AppState {
+            providers: Providers::from_config(&config),
+            memory: MemoryTier::new(config.cache.memory.max_bytes),
+            caller_keys: config.caller_keys().into_iter().collect(),
+            client,
+            config,
+        })
+    }
+
+    /// The caller's credential (`Authorization: Bearer …` or `x-api-key`),
+    /// checked against `server.api_keys` when those are configured.
+    pub fn authenticate(&self, headers: &HeaderMap) -> Result<Option<String>, ProxyError> {
+        let credential = caller_credential(headers);
+        if !self.caller_keys.is_empty() {
+            match &credential {
+                Some(c) if self.caller_keys.contains(c) => {}
+                Some(_) => {
+                    return Err(ProxyError::Unauthorized(
+                        "Incorrect API key provided to reprise".into(),
+                    ))
+                }
+                None => {
+                    return Err(ProxyError::Unauthorized(
+                        "reprise requires an API key (Authorization: Bearer <key>)".into(),
+                    ))
+                }
+            }
+        }
+        Ok(credential)
+    }
+
+    /// `{credential hash}[.{segment}]`, or `shared[.{segment}]` when
+    /// `cache.shared_namespace` is on.
+    pub fn namespace(&self, credential: Option<&str>, segment: Option<&str>) -> String {
+        let base = if self.config.cache.shared_namespace {
+            "shared".to_owned()
+        } else {
+            credential_namespace(credential)
+        };
+        match segment {
+            Some(s) => format!("{base}.{s}"),
+            None => base,
+        }
+    }
+}
+
+fn caller_credential(headers: &HeaderMap) -> Option<String> {
+    if let Some(auth) = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let token = auth
+            .strip_prefix("Bearer ")
+            .or_else(|| auth.strip_prefix("bearer "))
+            .unwrap_or(auth)
+            .trim();
+        if !token.is_empty() {
+            return Some(token.to_owned());
+        }
+    }
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(String::from)
+}

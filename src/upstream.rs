@@ -1,0 +1,127 @@
+//! Talking to the provider: send with a deadline, classify failures into the
+//! statuses callers expect (connect → 502, timeout → 504), filter headers.
+
+use std::time::Duration;
+
+use axum::http::{HeaderMap, Method};
+use bytes::Bytes;
+use tokio::time::Instant;
+
+use crate::error::ProxyError;
+use crate::providers::Provider;
+
+/// Builds the shared HTTP client (connection pool, keep-alive, timeouts).
+pub fn client(connect_timeout: Duration) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .connect_timeout(connect_timeout)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
+        .build()
+}
+
+/// The end of the time allowed for one upstream call.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadline {
+    pub at: Instant,
+    pub timeout: Duration,
+}
+
+impl Deadline {
+    pub fn after(timeout: Duration) -> Self {
+        Deadline {
+            at: Instant::now() + timeout,
+            timeout,
+        }
+    }
+}
+
+/// Sends a request and waits for the response head, before the deadline.
+pub async fn send(
+    client: &reqwest::Client,
+    provider: &Provider,
+    method: Method,
+    path: &str,
+    headers: HeaderMap,
+    body: Option<Bytes>,
+    deadline: Deadline,
+) -> Result<reqwest::Response, ProxyError> {
+    let mut request = client.request(method, provider.url(path)).headers(headers);
+    if let Some(body) = body {
+        request = request.body(body);
+    }
+    match tokio::time::timeout_at(deadline.at, request.send()).await {
+        Err(_) => Err(timeout_error(provider, deadline.timeout)),
+        Ok(Err(e)) => Err(classify(provider, e, deadline.timeout)),
+        Ok(Ok(response)) => Ok(response),
+    }
+}
+
+/// Reads a whole response body before the deadline.
+pub async fn read_body(
+    provider: &Provider,
+    response: reqwest::Response,
+    deadline: Deadline,
+) -> Result<Bytes, ProxyError> {
+    match tokio::time::timeout_at(deadline.at, response.bytes()).await {
+        Err(_) => Err(timeout_error(provider, deadline.timeout)),
+        Ok(Err(e)) => Err(classify(provider, e, deadline.timeout)),
+        Ok(Ok(bytes)) => Ok(bytes),
+    }
+}
+
+fn timeout_error(provider: &Provider, timeout: Duration) -> ProxyError {
+    ProxyError::UpstreamTimeout {
+        provider: provider.name.clone(),
+        secs: timeout.as_secs().max(1),
+    }
+}
+
+fn classify(provider: &Provider, e: reqwest::Error, timeout: Duration) -> ProxyError {
+    if e.is_timeout() {
+        timeout_error(provider, timeout)
+    } else if e.is_connect() {
+        ProxyError::UpstreamConnect {
+            provider: provider.name.clone(),
+            detail: root_cause(&e),
+        }
+    } else {
+        ProxyError::UpstreamBroken {
+            provider: provider.name.clone(),
+            detail: root_cause(&e),
+        }
+    }
+}
+
+/// The innermost error message (reqwest's own is only "error sending request").
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = e;
+    while let Some(next) = current.source() {
+        current = next;
+    }
+    current.to_string()
+}
+
+/// Upstream response headers worth passing to the client: everything but
+/// hop-by-hop headers, framing (recomputed here) and cookies.
+pub fn passthrough_headers(upstream: &HeaderMap) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(upstream.len());
+    for (name, value) in upstream {
+        let skip = matches!(
+            name.as_str(),
+            "connection"
+                | "keep-alive"
+                | "proxy-authenticate"
+                | "proxy-authorization"
+                | "te"
+                | "trailer"
+                | "transfer-encoding"
+                | "upgrade"
+                | "content-length"
+                | "set-cookie"
+        );
+        if !skip {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}

@@ -56,7 +56,74 @@ pub struct CacheConfig {
     pub shared_namespace: bool,
     /// Responses larger than this are served but not stored.
     pub max_entry_bytes: usize,
+    /// Where entries live: `memory` (L1 only), `redis` (L2 only) or `tiered`
+    /// (memory L1 in front of a shared Redis L2; recommended in production).
+    pub backend: Backend,
+    /// How long an expired entry is kept to be served when the provider fails
+    /// (429, 5xx, timeout, unreachable). 0 = off.
+    #[serde(with = "humantime_serde_compat")]
+    pub stale_grace: Duration,
     pub memory: MemoryConfig,
+    pub redis: RedisConfig,
+    pub single_flight: SingleFlightConfig,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Memory,
+    Redis,
+    Tiered,
+}
+
+impl Backend {
+    pub fn uses_memory(self) -> bool {
+        matches!(self, Backend::Memory | Backend::Tiered)
+    }
+
+    pub fn uses_redis(self) -> bool {
+        matches!(self, Backend::Redis | Backend::Tiered)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct RedisConfig {
+    /// A single Redis (or a proxy in front of several).
+    pub url: String,
+    /// Redis Cluster seed nodes; when non-empty, used instead of `url`.
+    pub cluster_nodes: Vec<String>,
+    /// Prefix of every key: `{prefix}:v1:{namespace}:{hash}`.
+    pub key_prefix: String,
+    /// Budget of one Redis operation; past it the read is a miss / the write dropped.
+    #[serde(with = "humantime_serde_compat")]
+    pub op_timeout: Duration,
+    /// Budget of one connection attempt.
+    #[serde(with = "humantime_serde_compat")]
+    pub connect_timeout: Duration,
+    /// Consecutive failures that open the circuit breaker.
+    pub breaker_failures: u32,
+    /// How long the open breaker skips Redis before probing it again.
+    #[serde(with = "humantime_serde_compat")]
+    pub breaker_backoff: Duration,
+    /// Bodies at least this large are LZ4-compressed in Redis (0 = never).
+    pub compress_min_bytes: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SingleFlightConfig {
+    /// Coalesce concurrent identical misses into one upstream call.
+    pub enabled: bool,
+    /// How long a follower waits for the leader before calling upstream itself.
+    #[serde(with = "humantime_serde_compat")]
+    pub wait_timeout: Duration,
+    /// Also coalesce across instances through a Redis `SET NX` lock (needs a
+    /// Redis backend). Off by default: it costs a Redis round trip per miss.
+    pub distributed: bool,
+    /// Lifetime of the distributed lock (a crashed leader frees it after this).
+    #[serde(with = "humantime_serde_compat")]
+    pub lock_ttl: Duration,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -116,7 +183,37 @@ impl Default for CacheConfig {
             ttl: Ttl::After(Duration::from_secs(3600)),
             shared_namespace: false,
             max_entry_bytes: 4 * 1024 * 1024,
+            backend: Backend::Memory,
+            stale_grace: Duration::ZERO,
             memory: MemoryConfig::default(),
+            redis: RedisConfig::default(),
+            single_flight: SingleFlightConfig::default(),
+        }
+    }
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self {
+            url: "redis://127.0.0.1:6379".into(),
+            cluster_nodes: Vec::new(),
+            key_prefix: "reprise".into(),
+            op_timeout: Duration::from_millis(50),
+            connect_timeout: Duration::from_secs(1),
+            breaker_failures: 3,
+            breaker_backoff: Duration::from_secs(2),
+            compress_min_bytes: 4096,
+        }
+    }
+}
+
+impl Default for SingleFlightConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            wait_timeout: Duration::from_secs(120),
+            distributed: false,
+            lock_ttl: Duration::from_secs(30),
         }
     }
 }
@@ -214,6 +311,45 @@ impl Config {
         }
         if self.cache.memory.max_bytes == 0 {
             return Err(invalid("cache.memory.max_bytes", "must be greater than 0"));
+        }
+        if self.cache.backend.uses_redis() {
+            let r = &self.cache.redis;
+            let urls: Vec<&String> = if r.cluster_nodes.is_empty() {
+                vec![&r.url]
+            } else {
+                r.cluster_nodes.iter().collect()
+            };
+            for url in urls {
+                let parsed = reqwest::Url::parse(url)
+                    .map_err(|e| invalid("cache.redis.url", format!("`{url}`: {e}")))?;
+                if !matches!(parsed.scheme(), "redis" | "rediss" | "unix" | "redis+unix") {
+                    return Err(invalid(
+                        "cache.redis.url",
+                        format!("`{url}`: scheme must be redis://"),
+                    ));
+                }
+            }
+            if r.op_timeout.is_zero() {
+                return Err(invalid("cache.redis.op_timeout", "must be greater than 0"));
+            }
+            if r.breaker_failures == 0 {
+                return Err(invalid(
+                    "cache.redis.breaker_failures",
+                    "must be at least 1",
+                ));
+            }
+            if r.key_prefix.is_empty() || r.key_prefix.contains(char::is_whitespace) {
+                return Err(invalid(
+                    "cache.redis.key_prefix",
+                    "must be non-empty without spaces",
+                ));
+            }
+        }
+        if self.cache.single_flight.distributed && !self.cache.backend.uses_redis() {
+            return Err(invalid(
+                "cache.single_flight.distributed",
+                "needs cache.backend = \"redis\" or \"tiered\"",
+            ));
         }
         if self.providers.is_empty() {
             return Err(invalid("providers", "at least one provider is required"));

@@ -11,6 +11,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod cost;
 pub mod error;
 pub mod pipeline;
 pub mod providers;
@@ -38,6 +39,8 @@ pub enum RunError {
     Config(#[from] config::ConfigError),
     #[error("could not build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
+    #[error("invalid redis configuration: {0}")]
+    Redis(#[from] redis::RedisError),
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
 }

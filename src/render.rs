@@ -17,8 +17,12 @@ pub enum CacheStatus {
     Hit,
     /// Looked up, not found: forwarded (and stored if it succeeded).
     Miss,
-    /// The cache was not read (streaming, `no-cache`, caching disabled).
+    /// The cache was not read (`no-cache`, caching disabled).
     Bypass,
+    /// Answered by an identical request's upstream call that was in flight.
+    Coalesced,
+    /// An expired entry, served because the provider failed (stale-if-error).
+    Stale,
 }
 
 impl CacheStatus {
@@ -27,6 +31,8 @@ impl CacheStatus {
             CacheStatus::Hit => "hit",
             CacheStatus::Miss => "miss",
             CacheStatus::Bypass => "bypass",
+            CacheStatus::Coalesced => "coalesced",
+            CacheStatus::Stale => "stale",
         }
     }
 }
@@ -36,12 +42,14 @@ impl CacheStatus {
 #[serde(rename_all = "lowercase")]
 pub enum Tier {
     Memory,
+    Redis,
 }
 
 impl Tier {
     pub fn as_str(self) -> &'static str {
         match self {
             Tier::Memory => "memory",
+            Tier::Redis => "redis",
         }
     }
 }

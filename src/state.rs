@@ -4,7 +4,10 @@ use std::collections::HashSet;
 
 use axum::http::HeaderMap;
 
-use crate::cache::memory::MemoryTier;
+use std::sync::Arc;
+
+use crate::cache::flight::Flights;
+use crate::cache::tier::Tiers;
 use crate::config::Config;
 use crate::error::ProxyError;
 use crate::pipeline::credential_namespace;
@@ -14,17 +17,19 @@ pub struct AppState {
     pub config: Config,
     pub providers: Providers,
     pub client: reqwest::Client,
-    pub memory: MemoryTier,
+    pub tiers: Tiers,
+    pub flights: Arc<Flights>,
     /// Keys callers must present; empty = open.
     caller_keys: HashSet<String>,
 }
 
 impl AppState {
-    pub fn new(config: Config) -> Result<Self, reqwest::Error> {
+    pub fn new(config: Config) -> Result<Self, crate::RunError> {
         let client = crate::upstream::client(config.server.connect_timeout)?;
         Ok(AppState {
             providers: Providers::from_config(&config),
-            memory: MemoryTier::new(config.cache.memory.max_bytes),
+            tiers: Tiers::new(&config.cache)?,
+            flights: Flights::new(),
             caller_keys: config.caller_keys().into_iter().collect(),
             client,
             config,

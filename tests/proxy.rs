@@ -458,11 +458,10 @@ async fn caller_keys_are_enforced_when_configured() {
 
 #[tokio::test]
 async fn graceful_shutdown_lets_in_flight_requests_finish() {
-    let mock = Mock::start().await;
+    let mock = Mock::start_with(&["--latency-ms", "300"]).await;
     let mut proxy = Proxy::start(config_for(&mock.url)).await;
     let req = proxy
         .post("/v1/chat/completions")
-        .header("x-mock-latency-ms", "300")
         .body(chat_body("shutdown").to_string());
     let in_flight = tokio::spawn(async move { req.send().await.map(|r| r.status().as_u16()) });
     // Wait until the request has reached the upstream, then stop.

@@ -7,16 +7,27 @@ use tokio::time::Instant;
 
 use super::ttl::Ttl;
 
-/// One cached upstream response (always a complete 2xx JSON body).
+/// What `Entry::body` holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// A complete JSON response body, exactly as the provider sent it.
+    Json,
+    /// A recorded stream (JSON of `stream::StoredStream`).
+    Stream,
+}
+
+/// One cached upstream response (always a complete 2xx response).
 #[derive(Debug, Clone)]
 pub struct Entry {
-    /// The body exactly as the provider sent it (without reprise's metadata).
+    pub format: BodyFormat,
+    /// The stored body (without reprise's metadata).
     pub body: Bytes,
     pub content_type: String,
     /// Wall-clock write time, milliseconds since the Unix epoch (shared tiers).
     pub written_at_ms: u64,
     /// Monotonic write time on this instance; drives expiry, so TTL logic is
-    /// testable with paused tokio time.
+    /// testable with paused tokio time. For entries read from Redis it is
+    /// reconstructed from `written_at_ms`.
     pub stored_at: Instant,
     pub ttl: Ttl,
     /// `usage.total_tokens` of the original call, when the provider sent it.
@@ -26,6 +37,7 @@ pub struct Entry {
 impl Entry {
     pub fn new(body: Bytes, content_type: String, ttl: Ttl, total_tokens: Option<u64>) -> Self {
         Entry {
+            format: BodyFormat::Json,
             body,
             content_type,
             written_at_ms: unix_ms_now(),
@@ -43,6 +55,14 @@ impl Entry {
     pub fn is_fresh(&self) -> bool {
         match self.ttl.duration() {
             Some(ttl) => self.age() < ttl,
+            None => true,
+        }
+    }
+
+    /// True while the entry may still be served as `stale` (TTL + grace).
+    pub fn is_servable_stale(&self, grace: Duration) -> bool {
+        match self.ttl.duration() {
+            Some(ttl) => self.age() < ttl + grace,
             None => true,
         }
     }

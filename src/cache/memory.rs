@@ -1,8 +1,9 @@
 //! L1: the in-process tier, bounded by bytes, with per-entry TTL.
 //!
-//! moka evicts by weight (body bytes) and reclaims expired entries; freshness
-//! itself is decided by `Entry::is_fresh` on read (tokio clock), so a read never
-//! returns an expired entry even before moka's housekeeping runs.
+//! moka evicts by weight (body bytes) and reclaims entries once TTL + stale
+//! grace have passed; freshness itself is decided by `Entry::is_fresh` on read
+//! (tokio clock), so a read never mistakes an expired entry for a fresh one
+//! even before moka's housekeeping runs.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant as StdInstant};
@@ -16,9 +17,13 @@ use super::key::CacheKey;
 #[derive(Clone)]
 pub struct MemoryTier {
     cache: Cache<CacheKey, Arc<Entry>>,
+    grace: Duration,
 }
 
-struct EntryExpiry;
+/// Entries are reclaimed once TTL + stale grace have passed.
+struct EntryExpiry {
+    grace: Duration,
+}
 
 impl Expiry<CacheKey, Arc<Entry>> for EntryExpiry {
     fn expire_after_create(
@@ -27,7 +32,7 @@ impl Expiry<CacheKey, Arc<Entry>> for EntryExpiry {
         entry: &Arc<Entry>,
         _: StdInstant,
     ) -> Option<Duration> {
-        entry.remaining()
+        entry.remaining().map(|r| r + self.grace)
     }
 
     fn expire_after_update(
@@ -37,24 +42,26 @@ impl Expiry<CacheKey, Arc<Entry>> for EntryExpiry {
         _: StdInstant,
         _: Option<Duration>,
     ) -> Option<Duration> {
-        entry.remaining()
+        entry.remaining().map(|r| r + self.grace)
     }
 }
 
 impl MemoryTier {
-    pub fn new(max_bytes: u64) -> Self {
+    /// `grace`: how long past its TTL an entry is kept for stale-if-error.
+    pub fn new(max_bytes: u64, grace: Duration) -> Self {
         let cache = Cache::builder()
             .max_capacity(max_bytes)
             .weigher(|_: &CacheKey, e: &Arc<Entry>| e.weight())
-            .expire_after(EntryExpiry)
+            .expire_after(EntryExpiry { grace })
             .build();
-        MemoryTier { cache }
+        MemoryTier { cache, grace }
     }
 
-    /// A fresh entry, or None (an expired one is dropped on the way).
+    /// The entry if it is fresh or still within the stale grace (the caller
+    /// checks `is_fresh`); a dead one is dropped on the way.
     pub async fn get(&self, key: &CacheKey) -> Option<Arc<Entry>> {
         let entry = self.cache.get(key).await?;
-        if entry.is_fresh() {
+        if entry.is_servable_stale(self.grace) {
             Some(entry)
         } else {
             self.cache.invalidate(key).await;
@@ -95,19 +102,32 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn ttl_expiry_follows_the_tokio_clock() {
-        let tier = MemoryTier::new(1 << 20);
+        let tier = MemoryTier::new(1 << 20, Duration::ZERO);
         let k = CacheKey([1; 32]);
         tier.insert(k, entry(Ttl::After(Duration::from_secs(10)), 10))
             .await;
         tokio::time::advance(Duration::from_secs(9)).await;
-        assert!(tier.get(&k).await.is_some());
+        assert!(tier.get(&k).await.unwrap().is_fresh());
         tokio::time::advance(Duration::from_secs(2)).await;
         assert!(tier.get(&k).await.is_none());
     }
 
     #[tokio::test(start_paused = true)]
+    async fn stale_grace_keeps_expired_entries_readable() {
+        let tier = MemoryTier::new(1 << 20, Duration::from_secs(60));
+        let k = CacheKey([3; 32]);
+        tier.insert(k, entry(Ttl::After(Duration::from_secs(10)), 10))
+            .await;
+        tokio::time::advance(Duration::from_secs(30)).await;
+        let stale = tier.get(&k).await.unwrap();
+        assert!(!stale.is_fresh());
+        tokio::time::advance(Duration::from_secs(41)).await;
+        assert!(tier.get(&k).await.is_none());
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn forever_entries_do_not_expire() {
-        let tier = MemoryTier::new(1 << 20);
+        let tier = MemoryTier::new(1 << 20, Duration::ZERO);
         let k = CacheKey([2; 32]);
         tier.insert(k, entry(Ttl::Forever, 10)).await;
         tokio::time::advance(Duration::from_secs(10 * 365 * 86400)).await;
@@ -116,7 +136,7 @@ mod tests {
 
     #[tokio::test]
     async fn bounded_by_bytes() {
-        let tier = MemoryTier::new(100_000);
+        let tier = MemoryTier::new(100_000, Duration::ZERO);
         for i in 0..100u8 {
             tier.insert(CacheKey([i; 32]), entry(Ttl::Forever, 10_000))
                 .await;

@@ -1,7 +1,12 @@
-//! The exact-match cache: key, directives, entries and tiers.
+//! The exact-match cache: key, directives, entries, tiers and single-flight.
 
+pub mod breaker;
+pub mod codec;
 pub mod entry;
+pub mod flight;
 pub mod key;
 pub mod memory;
 pub mod policy;
+pub mod redis;
+pub mod tier;
 pub mod ttl;

@@ -1,6 +1,7 @@
 //! Providers: routing a model to a configured provider, and the upstream
 //! request (URL, credentials, forwarded headers).
 
+
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};

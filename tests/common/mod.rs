@@ -2,6 +2,8 @@
 //! reprise served in-process on `127.0.0.1:0` through `reprise::run`.
 #![allow(dead_code)]
 
+pub mod redis;
+
 use std::process::Stdio;
 use std::time::Duration;
 

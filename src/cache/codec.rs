@@ -1,0 +1,151 @@
+//! The Redis value format: a small binary header plus the body, LZ4-compressed
+//! when large. Versioned by its magic; anything that does not decode is a miss
+//! (and gets overwritten by the next write).
+//!
+//! ```text
+//! "RPR1"            magic + format version
+//! u8   flags        bit 0: body is LZ4 (size-prepended); bit 1: body is a stream
+//! u64  written_at   ms since the Unix epoch
+//! u64  ttl_ms       u64::MAX = forever
+//! u64  total_tokens u64::MAX = unknown
+//! u16  len + bytes  content type
+//! ...  body
+//! ```
+//! All integers little-endian.
+
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::time::Instant;
+
+use super::entry::{unix_ms_now, BodyFormat, Entry};
+use super::ttl::Ttl;
+
+const MAGIC: &[u8; 4] = b"RPR1";
+const FLAG_LZ4: u8 = 1;
+const FLAG_STREAM: u8 = 2;
+const HEADER: usize = 4 + 1 + 8 + 8 + 8 + 2;
+
+/// Encodes an entry; bodies of at least `compress_min` bytes (0 = never) are
+/// compressed when that actually saves space.
+pub fn encode(entry: &Entry, compress_min: usize) -> Bytes {
+    let mut flags = 0u8;
+    if entry.format == BodyFormat::Stream {
+        flags |= FLAG_STREAM;
+    }
+    let compressed = (compress_min > 0 && entry.body.len() >= compress_min)
+        .then(|| lz4_flex::compress_prepend_size(&entry.body))
+        .filter(|c| c.len() < entry.body.len() * 9 / 10);
+    if compressed.is_some() {
+        flags |= FLAG_LZ4;
+    }
+    let body: &[u8] = compressed.as_deref().unwrap_or(&entry.body);
+    let ct = entry.content_type.as_bytes();
+    let ct_len = u16::try_from(ct.len()).unwrap_or(0);
+    let mut out = BytesMut::with_capacity(HEADER + ct.len() + body.len());
+    out.put_slice(MAGIC);
+    out.put_u8(flags);
+    out.put_u64_le(entry.written_at_ms);
+    out.put_u64_le(match entry.ttl {
+        Ttl::After(d) => u64::try_from(d.as_millis()).unwrap_or(u64::MAX - 1),
+        Ttl::Forever => u64::MAX,
+    });
+    out.put_u64_le(entry.total_tokens.unwrap_or(u64::MAX));
+    out.put_u16_le(ct_len);
+    out.put_slice(&ct[..usize::from(ct_len)]);
+    out.put_slice(body);
+    out.freeze()
+}
+
+/// Decodes a value; None for anything corrupt or of an unknown version.
+pub fn decode(bytes: &[u8]) -> Option<Entry> {
+    if bytes.len() < HEADER || &bytes[..4] != MAGIC {
+        return None;
+    }
+    let flags = bytes[4];
+    let u64_at = |at: usize| -> Option<u64> {
+        Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+    };
+    let written_at_ms = u64_at(5)?;
+    let ttl_ms = u64_at(13)?;
+    let tokens = u64_at(21)?;
+    let ct_len = usize::from(u16::from_le_bytes(bytes.get(29..31)?.try_into().ok()?));
+    let content_type = std::str::from_utf8(bytes.get(31..31 + ct_len)?)
+        .ok()?
+        .to_owned();
+    let raw_body = bytes.get(31 + ct_len..)?;
+    let body = if flags & FLAG_LZ4 != 0 {
+        Bytes::from(lz4_flex::decompress_size_prepended(raw_body).ok()?)
+    } else {
+        Bytes::copy_from_slice(raw_body)
+    };
+    let age = Duration::from_millis(unix_ms_now().saturating_sub(written_at_ms));
+    let now = Instant::now();
+    Some(Entry {
+        format: if flags & FLAG_STREAM != 0 {
+            BodyFormat::Stream
+        } else {
+            BodyFormat::Json
+        },
+        body,
+        content_type,
+        written_at_ms,
+        stored_at: now.checked_sub(age).unwrap_or(now),
+        ttl: if ttl_ms == u64::MAX {
+            Ttl::Forever
+        } else {
+            Ttl::After(Duration::from_millis(ttl_ms))
+        },
+        total_tokens: (tokens != u64::MAX).then_some(tokens),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(body: Vec<u8>, ttl: Ttl) -> Entry {
+        Entry::new(Bytes::from(body), "application/json".into(), ttl, Some(42))
+    }
+
+    #[test]
+    fn round_trips_small_and_large() {
+        for (body, ttl) in [
+            (b"{\"a\":1}".to_vec(), Ttl::After(Duration::from_secs(60))),
+            (
+                br#"{"content":"repeat repeat repeat"}"#.repeat(500),
+                Ttl::Forever,
+            ),
+        ] {
+            let e = entry(body, ttl);
+            let encoded = encode(&e, 4096);
+            let d = decode(&encoded).unwrap();
+            assert_eq!(d.body, e.body);
+            assert_eq!(d.ttl, e.ttl);
+            assert_eq!(d.total_tokens, Some(42));
+            assert_eq!(d.written_at_ms, e.written_at_ms);
+            assert_eq!(d.content_type, "application/json");
+            assert_eq!(d.format, BodyFormat::Json);
+        }
+    }
+
+    #[test]
+    fn large_repetitive_bodies_are_compressed() {
+        let e = entry(br#"{"content":"repeat"}"#.repeat(1000), Ttl::Forever);
+        assert!(encode(&e, 4096).len() < e.body.len() / 4);
+        assert!(encode(&e, 0).len() > e.body.len(), "0 = never compress");
+    }
+
+    #[test]
+    fn garbage_and_other_versions_are_rejected() {
+        assert!(decode(b"").is_none());
+        assert!(decode(b"not an entry at all, just some bytes").is_none());
+        let mut v2 = encode(&entry(b"{}".to_vec(), Ttl::Forever), 0).to_vec();
+        v2[3] = b'2';
+        assert!(decode(&v2).is_none());
+        let mut bad_lz4 = encode(&entry(b"x".repeat(10_000), Ttl::Forever), 1).to_vec();
+        let n = bad_lz4.len();
+        bad_lz4.truncate(n - 10);
+        assert!(decode(&bad_lz4).is_none());
+    }
+}

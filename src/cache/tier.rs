@@ -1,0 +1,95 @@
+//! The tiers together: memory L1 in front of Redis L2, per `cache.backend`.
+//! Lookups go L1 then L2 (an L2 hit is promoted into L1 with its remaining
+//! TTL); writes go to every configured tier.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::entry::Entry;
+use super::key::CacheKey;
+use super::memory::MemoryTier;
+use super::redis::RedisTier;
+use crate::config::CacheConfig;
+use crate::render::Tier;
+
+pub struct Tiers {
+    pub memory: Option<MemoryTier>,
+    pub redis: Option<RedisTier>,
+    grace: Duration,
+}
+
+/// What a lookup found.
+#[derive(Default)]
+pub struct Lookup {
+    /// A fresh entry acceptable to the caller.
+    pub fresh: Option<(Arc<Entry>, Tier)>,
+    /// An expired entry still within the stale grace (stale-if-error).
+    pub stale: Option<(Arc<Entry>, Tier)>,
+}
+
+impl Tiers {
+    pub fn new(config: &CacheConfig) -> Result<Self, redis::RedisError> {
+        let memory = config
+            .backend
+            .uses_memory()
+            .then(|| MemoryTier::new(config.memory.max_bytes, config.stale_grace));
+        let redis = if config.backend.uses_redis() {
+            Some(RedisTier::new(&config.redis)?)
+        } else {
+            None
+        };
+        Ok(Tiers {
+            memory,
+            redis,
+            grace: config.stale_grace,
+        })
+    }
+
+    /// Looks `key` up in each tier. `max_age` rejects older entries outright.
+    pub async fn lookup(
+        &self,
+        key: &CacheKey,
+        namespace: &str,
+        max_age: Option<Duration>,
+    ) -> Lookup {
+        let acceptable = |e: &Entry| max_age.is_none_or(|max| e.age() <= max);
+        let mut found = Lookup::default();
+        if let Some(memory) = &self.memory {
+            if let Some(entry) = memory.get(key).await.filter(|e| acceptable(e)) {
+                if entry.is_fresh() {
+                    found.fresh = Some((entry, Tier::Memory));
+                    return found;
+                }
+                found.stale = Some((entry, Tier::Memory));
+            }
+        }
+        if let Some(redis) = &self.redis {
+            let redis_key = redis.entry_key(namespace, key);
+            if let Some(entry) = redis.get(&redis_key).await.filter(|e| acceptable(e)) {
+                let entry = Arc::new(entry);
+                if entry.is_fresh() {
+                    if let Some(memory) = &self.memory {
+                        memory.insert(*key, entry.clone()).await;
+                    }
+                    found.fresh = Some((entry, Tier::Redis));
+                } else if entry.is_servable_stale(self.grace) && found.stale.is_none() {
+                    found.stale = Some((entry, Tier::Redis));
+                }
+            }
+        }
+        found
+    }
+
+    /// Writes to every tier (called off the response path).
+    pub async fn store(&self, key: CacheKey, namespace: &str, entry: Arc<Entry>) {
+        if let Some(redis) = &self.redis {
+            let expire = entry.remaining().map(|r| r + self.grace);
+            redis
+                .set(&redis.entry_key(namespace, &key), &entry, expire)
+                .await;
+        }
+        if let Some(memory) = &self.memory {
+            memory.insert(key, entry).await;
+        }
+    }
+}

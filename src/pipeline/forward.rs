@@ -1,0 +1,72 @@
+//! The upstream leg: send the request to the provider and collect (JSON) or
+//! pass through (streams) its answer.
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::Response;
+use bytes::Bytes;
+
+use super::Request;
+use crate::cache::key::EndpointKind;
+use crate::error::ProxyError;
+use crate::render::{self, CacheStatus};
+use crate::upstream::{self, Deadline};
+
+/// Upstream path of each endpoint, relative to the provider's base URL.
+fn upstream_path(kind: EndpointKind) -> &'static str {
+    match kind {
+        EndpointKind::Chat => "/chat/completions",
+        EndpointKind::Embeddings => "/embeddings",
+    }
+}
+
+/// A complete buffered upstream answer.
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+    pub is_json: bool,
+}
+
+async fn send(request: &Request, deadline: Deadline) -> Result<reqwest::Response, ProxyError> {
+    upstream::send(
+        &request.state.client,
+        &request.provider,
+        Method::POST,
+        upstream_path(request.kind),
+        request.provider.upstream_headers(&request.headers),
+        Some(request.payload.clone()),
+        deadline,
+    )
+    .await
+}
+
+/// Sends the request and reads the whole answer within the upstream timeout.
+pub async fn json(request: &Request) -> Result<Reply, ProxyError> {
+    let deadline = Deadline::after(request.state.config.server.upstream_timeout);
+    let response = send(request, deadline).await?;
+    let status = response.status();
+    let headers = upstream::passthrough_headers(response.headers());
+    let body = upstream::read_body(&request.provider, response, deadline).await?;
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    Ok(Reply {
+        status,
+        headers,
+        body,
+        is_json,
+    })
+}
+
+/// Streams the provider's answer through as it arrives, unbuffered.
+pub async fn stream(request: &Request, status: CacheStatus) -> Result<Response, ProxyError> {
+    let deadline = Deadline::after(request.state.config.server.upstream_timeout);
+    let response = send(request, deadline).await?;
+    let upstream_status = response.status();
+    let mut headers = upstream::passthrough_headers(response.headers());
+    render::cache_headers(&mut headers, status, request.key.as_ref());
+    let body = Body::from_stream(response.bytes_stream());
+    Ok(render::response(upstream_status, headers, body, None))
+}

@@ -331,3 +331,24 @@ async fn distributed_single_flight_coalesces_across_instances() {
     assert_eq!(first.await.unwrap().cache_status(), "miss");
     assert_eq!(mock.chat_calls().await, 1);
 }
+
+/// The config docker-compose runs, with its Redis and provider pointed at
+/// the local ones: it loads, and a hit is shared through Redis.
+#[tokio::test]
+async fn the_docker_compose_config_runs_tiered() {
+    let redis = RedisServer::start().await;
+    let mock = Mock::start().await;
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config/docker.toml");
+    let mut config = Config::load(Some(&path)).unwrap();
+    assert_eq!(config.cache.backend, Backend::Tiered);
+    assert_eq!(config.server.listen, "0.0.0.0:8080");
+    assert_eq!(config.cache.redis.url, "redis://redis:6379");
+    config.cache.redis.url = redis.url();
+    config.providers[0].base_url = format!("{}/v1", mock.url);
+    let a = Proxy::start(config.clone()).await;
+    let b = Proxy::start(config).await;
+    let body = chat_body("docker");
+    assert_eq!(a.chat(&body).await.cache_status(), "miss");
+    b.wait_cached(CHAT, &body, &[]).await;
+    assert_eq!(mock.chat_calls().await, 1);
+}

@@ -1,0 +1,26 @@
+# syntax=docker/dockerfile:1
+# Multi-stage build: compile in the Rust image, run from a slim Debian as a
+# non-root user. Build: docker build -t reprise .   Run: see docker-compose.yml.
+
+FROM rust:1.95-slim-bookworm AS build
+WORKDIR /src
+# Manifest first so dependency builds are cached across source changes.
+COPY Cargo.toml Cargo.lock ./
+COPY src ./src
+COPY benches ./benches
+COPY data ./data
+RUN cargo build --release --locked --bin reprise \
+ && strip target/release/reprise
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin reprise
+COPY --from=build /src/target/release/reprise /usr/local/bin/reprise
+COPY config /etc/reprise
+ENV REPRISE_CONFIG=/etc/reprise/docker.toml \
+    RUST_LOG=info
+USER 10001:10001
+EXPOSE 8080
+ENTRYPOINT ["/usr/local/bin/reprise"]

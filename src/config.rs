@@ -22,6 +22,8 @@ pub struct Config {
     pub cache: CacheConfig,
     pub routing: RoutingConfig,
     pub providers: Vec<ProviderConfig>,
+    /// Price overrides and additions (`[[pricing.models]]`).
+    pub pricing: crate::cost::PricingConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -43,6 +45,9 @@ pub struct ServerConfig {
     /// Name of an environment variable holding comma-separated caller keys,
     /// added to `api_keys` (keeps secrets out of the file).
     pub api_keys_env: Option<String>,
+    /// Name of an environment variable holding comma-separated admin keys:
+    /// they see every namespace in `/v1/cache/stats`.
+    pub admin_keys_env: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -50,6 +55,12 @@ pub struct ServerConfig {
 pub struct CacheConfig {
     /// Master switch: false = every request is forwarded, nothing stored.
     pub enabled: bool,
+    /// Default mode: cache | observe | read_only | write_only | off.
+    pub mode: crate::cache::mode::Mode,
+    /// Glob patterns of the models that are cached at all (empty = all).
+    pub models: Vec<String>,
+    /// Per-model mode and TTL, first match wins (`[[cache.rules]]`).
+    pub rules: Vec<crate::cache::mode::CacheRule>,
     /// Default TTL of a written entry ("1h", "30m", "forever").
     pub ttl: Ttl,
     /// Share entries between callers with different credentials.
@@ -172,6 +183,7 @@ impl Default for ServerConfig {
             connect_timeout: Duration::from_secs(10),
             api_keys: Vec::new(),
             api_keys_env: None,
+            admin_keys_env: None,
         }
     }
 }
@@ -180,6 +192,9 @@ impl Default for CacheConfig {
     fn default() -> Self {
         Self {
             enabled: true,
+            mode: crate::cache::mode::Mode::Cache,
+            models: Vec::new(),
+            rules: Vec::new(),
             ttl: Ttl::After(Duration::from_secs(3600)),
             shared_namespace: false,
             max_entry_bytes: 4 * 1024 * 1024,
@@ -240,6 +255,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             cache: CacheConfig::default(),
             routing: RoutingConfig::default(),
+            pricing: crate::cost::PricingConfig::default(),
             providers: vec![ProviderConfig {
                 name: "openai".into(),
                 kind: ProviderKind::Openai,
@@ -351,6 +367,17 @@ impl Config {
                 "needs cache.backend = \"redis\" or \"tiered\"",
             ));
         }
+        for (i, rule) in self.cache.rules.iter().enumerate() {
+            if rule.models.is_empty() || rule.models.iter().any(String::is_empty) {
+                return Err(invalid(
+                    format!("cache.rules[{i}].models"),
+                    "needs non-empty patterns",
+                ));
+            }
+        }
+        self.pricing
+            .build()
+            .map_err(|e| invalid("pricing", e.to_string()))?;
         if self.providers.is_empty() {
             return Err(invalid("providers", "at least one provider is required"));
         }
@@ -391,19 +418,27 @@ impl Config {
     /// Caller keys from `server.api_keys` plus the `api_keys_env` variable.
     pub fn caller_keys(&self) -> Vec<String> {
         let mut keys = self.server.api_keys.clone();
-        if let Some(var) = &self.server.api_keys_env {
-            if let Ok(value) = std::env::var(var) {
-                keys.extend(
-                    value
-                        .split(',')
-                        .map(str::trim)
-                        .filter(|k| !k.is_empty())
-                        .map(String::from),
-                );
-            }
-        }
+        keys.extend(keys_from_env(self.server.api_keys_env.as_deref()));
         keys
     }
+
+    /// Admin keys from the `admin_keys_env` variable.
+    pub fn admin_keys(&self) -> Vec<String> {
+        keys_from_env(self.server.admin_keys_env.as_deref())
+    }
+}
+
+fn keys_from_env(var: Option<&str>) -> Vec<String> {
+    var.and_then(|v| std::env::var(v).ok())
+        .map(|value| {
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|k| !k.is_empty())
+                .map(String::from)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Durations as humantime strings ("300s", "5m") or integer seconds.

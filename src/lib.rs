@@ -18,6 +18,9 @@ pub mod providers;
 pub mod render;
 pub mod server;
 pub mod state;
+pub mod stats;
+pub mod stream;
+pub mod telemetry;
 pub mod upstream;
 
 use std::future::Future;
@@ -39,6 +42,8 @@ pub enum RunError {
     Config(#[from] config::ConfigError),
     #[error("could not build the HTTP client: {0}")]
     Client(#[from] reqwest::Error),
+    #[error("invalid pricing configuration: {0}")]
+    Pricing(String),
     #[error("invalid redis configuration: {0}")]
     Redis(#[from] redis::RedisError),
     #[error("server error: {0}")]
@@ -52,6 +57,9 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/chat/completions", post(server::chat::completions))
         .route("/v1/embeddings", post(server::embeddings::create))
         .route("/v1/models", get(server::models::list))
+        .route("/v1/directory/models", get(server::admin::directory))
+        .route("/v1/cache/stats", get(server::admin::stats))
+        .route("/metrics", get(server::admin::metrics))
         .route("/health", get(server::ops::health))
         .route("/ready", get(server::ops::ready))
         .fallback(server::ops::not_found)
@@ -68,6 +76,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     config.validate()?;
+    crate::telemetry::handle();
     let state = Arc::new(AppState::new(config)?);
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "reprise listening on {addr}");

@@ -59,6 +59,9 @@ impl Tier {
 pub struct RoutingMetadata<'a> {
     pub provider: &'a str,
     pub cache: CacheMetadata,
+    /// Absent when the model has no price (never a made-up price).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost: Option<&'a crate::cost::Cost>,
 }
 
 #[derive(Debug, Serialize)]
@@ -112,6 +115,19 @@ pub fn cache_headers(headers: &mut HeaderMap, status: CacheStatus, key: Option<&
     }
 }
 
+/// `x-reprise-cost-usd` / `x-reprise-savings-usd`, for clients that cannot
+/// read the body (streams, SDKs that drop unknown fields).
+pub fn cost_headers(headers: &mut HeaderMap, cost: Option<&crate::cost::Cost>) {
+    if let Some(cost) = cost {
+        if let Ok(v) = HeaderValue::from_str(&format!("{}", cost.usd)) {
+            headers.insert(HeaderName::from_static("x-reprise-cost-usd"), v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&format!("{}", cost.cache_savings_usd)) {
+            headers.insert(HeaderName::from_static("x-reprise-savings-usd"), v);
+        }
+    }
+}
+
 /// A response from parts.
 pub fn response(
     status: StatusCode,
@@ -143,6 +159,7 @@ mod tests {
                 age_s: Some(3),
                 tokens_saved: Some(12),
             },
+            cost: None,
         }
     }
 

@@ -7,11 +7,14 @@ use axum::http::HeaderMap;
 use std::sync::Arc;
 
 use crate::cache::flight::Flights;
+use crate::cache::mode::Policies;
 use crate::cache::tier::Tiers;
 use crate::config::Config;
+use crate::cost::Pricing;
 use crate::error::ProxyError;
 use crate::pipeline::credential_namespace;
 use crate::providers::Providers;
+use crate::stats::Stats;
 
 pub struct AppState {
     pub config: Config,
@@ -19,6 +22,11 @@ pub struct AppState {
     pub client: reqwest::Client,
     pub tiers: Tiers,
     pub flights: Arc<Flights>,
+    pub policies: Policies,
+    pub pricing: Pricing,
+    pub stats: Stats,
+    /// Keys that see every namespace in `/v1/cache/stats`.
+    admin_keys: HashSet<String>,
     /// Keys callers must present; empty = open.
     caller_keys: HashSet<String>,
 }
@@ -30,6 +38,13 @@ impl AppState {
             providers: Providers::from_config(&config),
             tiers: Tiers::new(&config.cache)?,
             flights: Flights::new(),
+            policies: Policies::new(config.cache.mode, &config.cache.models, &config.cache.rules),
+            pricing: config
+                .pricing
+                .build()
+                .map_err(|e| crate::RunError::Pricing(e.to_string()))?,
+            stats: Stats::default(),
+            admin_keys: config.admin_keys().into_iter().collect(),
             caller_keys: config.caller_keys().into_iter().collect(),
             client,
             config,
@@ -42,7 +57,7 @@ impl AppState {
         let credential = caller_credential(headers);
         if !self.caller_keys.is_empty() {
             match &credential {
-                Some(c) if self.caller_keys.contains(c) => {}
+                Some(c) if self.caller_keys.contains(c) || self.admin_keys.contains(c) => {}
                 Some(_) => {
                     return Err(ProxyError::Unauthorized(
                         "Incorrect API key provided to reprise".into(),
@@ -56,6 +71,11 @@ impl AppState {
             }
         }
         Ok(credential)
+    }
+
+    /// Whether this credential is an admin key.
+    pub fn is_admin(&self, credential: Option<&str>) -> bool {
+        credential.is_some_and(|c| self.admin_keys.contains(c))
     }
 
     /// `{credential hash}[.{segment}]`, or `shared[.{segment}]` when

@@ -8,6 +8,7 @@
 //! u64  written_at   ms since the Unix epoch
 //! u64  ttl_ms       u64::MAX = forever
 //! u64  total_tokens u64::MAX = unknown
+//! u32  len + bytes  usage JSON (len u32::MAX = none)
 //! u16  len + bytes  content type
 //! ...  body
 //! ```
@@ -24,7 +25,7 @@ use super::ttl::Ttl;
 const MAGIC: &[u8; 4] = b"RPR1";
 const FLAG_LZ4: u8 = 1;
 const FLAG_STREAM: u8 = 2;
-const HEADER: usize = 4 + 1 + 8 + 8 + 8 + 2;
+const HEADER: usize = 4 + 1 + 8 + 8 + 8 + 4 + 2;
 
 /// Encodes an entry; bodies of at least `compress_min` bytes (0 = never) are
 /// compressed when that actually saves space.
@@ -42,7 +43,12 @@ pub fn encode(entry: &Entry, compress_min: usize) -> Bytes {
     let body: &[u8] = compressed.as_deref().unwrap_or(&entry.body);
     let ct = entry.content_type.as_bytes();
     let ct_len = u16::try_from(ct.len()).unwrap_or(0);
-    let mut out = BytesMut::with_capacity(HEADER + ct.len() + body.len());
+    let usage = entry
+        .usage
+        .as_deref()
+        .filter(|u| u.len() < u32::MAX as usize);
+    let mut out =
+        BytesMut::with_capacity(HEADER + 4 + usage.map_or(0, <[u8]>::len) + ct.len() + body.len());
     out.put_slice(MAGIC);
     out.put_u8(flags);
     out.put_u64_le(entry.written_at_ms);
@@ -51,6 +57,13 @@ pub fn encode(entry: &Entry, compress_min: usize) -> Bytes {
         Ttl::Forever => u64::MAX,
     });
     out.put_u64_le(entry.total_tokens.unwrap_or(u64::MAX));
+    match usage {
+        Some(u) => {
+            out.put_u32_le(u.len() as u32);
+            out.put_slice(u);
+        }
+        None => out.put_u32_le(u32::MAX),
+    }
     out.put_u16_le(ct_len);
     out.put_slice(&ct[..usize::from(ct_len)]);
     out.put_slice(body);
@@ -69,11 +82,18 @@ pub fn decode(bytes: &[u8]) -> Option<Entry> {
     let written_at_ms = u64_at(5)?;
     let ttl_ms = u64_at(13)?;
     let tokens = u64_at(21)?;
-    let ct_len = usize::from(u16::from_le_bytes(bytes.get(29..31)?.try_into().ok()?));
-    let content_type = std::str::from_utf8(bytes.get(31..31 + ct_len)?)
+    let usage_len = u32::from_le_bytes(bytes.get(29..33)?.try_into().ok()?);
+    let (usage, at) = if usage_len == u32::MAX {
+        (None, 33)
+    } else {
+        let end = 33 + usage_len as usize;
+        (Some(Bytes::copy_from_slice(bytes.get(33..end)?)), end)
+    };
+    let ct_len = usize::from(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?));
+    let content_type = std::str::from_utf8(bytes.get(at + 2..at + 2 + ct_len)?)
         .ok()?
         .to_owned();
-    let raw_body = bytes.get(31 + ct_len..)?;
+    let raw_body = bytes.get(at + 2 + ct_len..)?;
     let body = if flags & FLAG_LZ4 != 0 {
         Bytes::from(lz4_flex::decompress_size_prepended(raw_body).ok()?)
     } else {
@@ -97,6 +117,7 @@ pub fn decode(bytes: &[u8]) -> Option<Entry> {
             Ttl::After(Duration::from_millis(ttl_ms))
         },
         total_tokens: (tokens != u64::MAX).then_some(tokens),
+        usage,
     })
 }
 
@@ -106,6 +127,7 @@ mod tests {
 
     fn entry(body: Vec<u8>, ttl: Ttl) -> Entry {
         Entry::new(Bytes::from(body), "application/json".into(), ttl, Some(42))
+            .with_usage(Some(Bytes::from_static(b"{\"total_tokens\":42}")))
     }
 
     #[test]
@@ -126,6 +148,7 @@ mod tests {
             assert_eq!(d.written_at_ms, e.written_at_ms);
             assert_eq!(d.content_type, "application/json");
             assert_eq!(d.format, BodyFormat::Json);
+            assert_eq!(d.usage, e.usage);
         }
     }
 

@@ -32,6 +32,8 @@ pub struct Entry {
     pub ttl: Ttl,
     /// `usage.total_tokens` of the original call, when the provider sent it.
     pub total_tokens: Option<u64>,
+    /// The original call's `usage` object (raw JSON), for the hit's cost.
+    pub usage: Option<Bytes>,
 }
 
 impl Entry {
@@ -44,7 +46,13 @@ impl Entry {
             stored_at: Instant::now(),
             ttl,
             total_tokens,
+            usage: None,
         }
+    }
+
+    pub fn with_usage(mut self, usage: Option<Bytes>) -> Self {
+        self.usage = usage;
+        self
     }
 
     pub fn age(&self) -> Duration {
@@ -76,7 +84,8 @@ impl Entry {
 
     /// Bytes this entry costs in memory, for the byte-bounded tier.
     pub fn weight(&self) -> u32 {
-        let bytes = self.body.len() + self.content_type.len() + 160;
+        let usage = self.usage.as_ref().map_or(0, Bytes::len);
+        let bytes = self.body.len() + usage + self.content_type.len() + 160;
         u32::try_from(bytes).unwrap_or(u32::MAX)
     }
 }

@@ -6,6 +6,7 @@ pub mod entry;
 pub mod flight;
 pub mod key;
 pub mod memory;
+pub mod mode;
 pub mod policy;
 pub mod redis;
 pub mod tier;

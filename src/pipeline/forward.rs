@@ -3,10 +3,9 @@
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, StatusCode};
-use axum::response::Response;
 use bytes::Bytes;
 
-use super::Request;
+use super::{Answer, Request};
 use crate::cache::key::EndpointKind;
 use crate::error::ProxyError;
 use crate::render::{self, CacheStatus};
@@ -26,6 +25,8 @@ pub struct Reply {
     pub headers: HeaderMap,
     pub body: Bytes,
     pub is_json: bool,
+    /// Time spent waiting on the provider.
+    pub elapsed: std::time::Duration,
 }
 
 async fn send(request: &Request, deadline: Deadline) -> Result<reqwest::Response, ProxyError> {
@@ -43,6 +44,7 @@ async fn send(request: &Request, deadline: Deadline) -> Result<reqwest::Response
 
 /// Sends the request and reads the whole answer within the upstream timeout.
 pub async fn json(request: &Request) -> Result<Reply, ProxyError> {
+    let started = tokio::time::Instant::now();
     let deadline = Deadline::after(request.state.config.server.upstream_timeout);
     let response = send(request, deadline).await?;
     let status = response.status();
@@ -57,16 +59,26 @@ pub async fn json(request: &Request) -> Result<Reply, ProxyError> {
         headers,
         body,
         is_json,
+        elapsed: started.elapsed(),
     })
 }
 
 /// Streams the provider's answer through as it arrives, unbuffered.
-pub async fn stream(request: &Request, status: CacheStatus) -> Result<Response, ProxyError> {
+pub async fn stream(request: &Request, status: CacheStatus) -> Result<Answer, ProxyError> {
+    let started = tokio::time::Instant::now();
     let deadline = Deadline::after(request.state.config.server.upstream_timeout);
     let response = send(request, deadline).await?;
     let upstream_status = response.status();
     let mut headers = upstream::passthrough_headers(response.headers());
     render::cache_headers(&mut headers, status, request.key.as_ref());
     let body = Body::from_stream(response.bytes_stream());
-    Ok(render::response(upstream_status, headers, body, None))
+    let record = crate::stats::Record {
+        status: Some(status),
+        ..Default::default()
+    };
+    Ok(Answer {
+        response: render::response(upstream_status, headers, body, None),
+        record,
+        upstream: Some(started.elapsed()),
+    })
 }

@@ -1,33 +1,39 @@
 //! The miss leg: (optionally) take the cross-instance lock, call the
-//! provider, fall back to a stale entry when it fails, share the answer with
-//! single-flight followers and store it — the last two off the response path.
+//! provider, fall back to a stale entry when it fails, price the answer,
+//! share it with single-flight followers and store it — the last two off the
+//! response path.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::StatusCode;
-use axum::response::Response;
-use serde::Deserialize;
+use axum::http::{header, HeaderValue, StatusCode};
+use bytes::Bytes;
+use serde_json::Value;
 
-use super::{forward, respond, Request};
+use super::{costing, forward, respond, Answer, Request};
 use crate::cache::entry::Entry;
 use crate::cache::flight::{FailedReply, LeaderGuard, Outcome};
+use crate::cache::key::EndpointKind;
 use crate::cache::redis::RedisTier;
+use crate::cost::Cost;
 use crate::error::ProxyError;
 use crate::render::{self, CacheMetadata, CacheStatus, RoutingMetadata, Tier};
+use crate::stats::Record;
 
 pub async fn forward_and_store(
-    request: Request,
+    request: &Request,
     status: CacheStatus,
     stale: Option<(Arc<Entry>, Tier)>,
-    guard: Option<LeaderGuard>,
-) -> Result<Response, ProxyError> {
-    let mut guard = guard;
+    mut guard: Option<LeaderGuard>,
+    observed: Record,
+) -> Result<Answer, ProxyError> {
+    let state = &request.state;
+    let provider = &request.provider.name;
     let mut lock: Option<String> = None;
     if let (true, Some(key)) = (guard.is_some(), request.key) {
-        let cfg = &request.state.config.cache.single_flight;
-        if let (true, Some(redis)) = (cfg.distributed, request.state.tiers.redis.as_ref()) {
+        let cfg = &state.config.cache.single_flight;
+        if let (true, Some(redis)) = (cfg.distributed, state.tiers.redis.as_ref()) {
             let entry_key = redis.entry_key(&request.namespace, &key);
             let lock_key = RedisTier::lock_key(&entry_key);
             match redis.try_lock(&lock_key, cfg.lock_ttl).await {
@@ -40,13 +46,22 @@ pub async fn forward_and_store(
                         if let Some(guard) = guard.take() {
                             guard.complete(Outcome::Shared(entry.clone()));
                         }
-                        return Ok(respond::cached(
+                        let cost = costing::hit(state, &request.model, &entry);
+                        let record = costing::hit_record(
+                            CacheStatus::Coalesced,
+                            None,
+                            &entry,
+                            cost.as_ref(),
+                        );
+                        let response = respond::cached(
                             &entry,
                             CacheStatus::Coalesced,
                             None,
                             &key,
-                            &request.provider.name,
-                        ));
+                            provider,
+                            cost.as_ref(),
+                        );
+                        return Ok(Answer::new(response, record));
                     }
                 }
                 None => {}
@@ -54,122 +69,186 @@ pub async fn forward_and_store(
         }
     }
 
-    let reply = match forward::json(&request).await {
+    let reply = match forward::json(request).await {
         Ok(reply) => reply,
         Err(e) => {
-            release(&request, lock).await;
+            metrics::counter!("reprise_upstream_errors_total", "kind" => error_kind(&e))
+                .increment(1);
+            release(request, lock).await;
             if let Some(guard) = guard {
                 guard.complete(Outcome::Failed(Some(Arc::new(FailedReply {
                     status: e.status().as_u16(),
                     content_type: Some("application/json".into()),
-                    body: bytes::Bytes::from(e.body().to_string()),
+                    body: Bytes::from(e.body().to_string()),
                 }))));
             }
             if let (Some((entry, tier)), Some(key), true) =
                 (&stale, request.key, serves_stale_on(&e))
             {
-                return Ok(respond::cached(
-                    entry,
-                    CacheStatus::Stale,
-                    Some(*tier),
-                    &key,
-                    &request.provider.name,
-                ));
+                return Ok(stale_answer(request, entry, *tier, &key));
             }
             return Err(e);
         }
     };
+    let upstream_time = reply.elapsed;
     let upstream_failed =
         reply.status == StatusCode::TOO_MANY_REQUESTS || reply.status.is_server_error();
+    if upstream_failed {
+        metrics::counter!("reprise_upstream_errors_total", "kind" => "status").increment(1);
+    }
     if let (true, Some((entry, tier)), Some(key)) = (upstream_failed, &stale, request.key) {
-        release(&request, lock).await;
-        return Ok(respond::cached(
-            entry,
-            CacheStatus::Stale,
-            Some(*tier),
-            &key,
-            &request.provider.name,
-        ));
+        release(request, lock).await;
+        let mut answer = stale_answer(request, entry, *tier, &key);
+        answer.upstream = Some(upstream_time);
+        return Ok(answer);
     }
 
+    let ok_json = reply.status.is_success() && reply.is_json;
+    // Usage (validating the body on the way) and cost.
+    let usage = if ok_json {
+        costing::raw_usage(&reply.body)
+    } else {
+        None
+    };
+    let usage_value: Option<Value> = usage
+        .as_ref()
+        .and_then(|u| u.as_ref())
+        .and_then(|raw| serde_json::from_str(raw.get()).ok());
+    let cost = usage_value
+        .as_ref()
+        .and_then(|u| costing::miss(state, &request.model, u));
+
     // Share with followers and store, off the response path.
-    let shareable = reply.status.is_success() && reply.is_json;
-    if request.key.is_some() && (shareable || guard.is_some() || lock.is_some()) {
-        let state = request.state.clone();
-        let body = reply.body.clone();
-        let key = request.key;
-        let namespace = request.namespace.clone();
-        let directives = request.directives.clone();
+    if request.key.is_some() {
+        let shareable = usage.is_some();
+        if ok_json && !shareable {
+            tracing::warn!("upstream 2xx body is not a JSON object; not cached");
+        }
         let failure = (!shareable).then(|| {
             Arc::new(FailedReply {
                 status: reply.status.as_u16(),
                 content_type: reply
                     .headers
-                    .get(axum::http::header::CONTENT_TYPE)
+                    .get(header::CONTENT_TYPE)
                     .and_then(|v| v.to_str().ok())
                     .map(String::from),
                 body: reply.body.clone(),
             })
         });
-        tokio::spawn(async move {
-            let ttl = directives.write_ttl(state.config.cache.ttl);
-            let entry = shareable
-                .then(|| total_tokens_if_valid(&body))
-                .flatten()
-                .map(|tokens| {
-                    Arc::new(Entry::new(
-                        body.clone(),
-                        "application/json".into(),
-                        ttl,
-                        tokens,
-                    ))
-                });
-            if shareable && entry.is_none() {
-                tracing::warn!("upstream 2xx body is not a JSON object; not cached");
-            }
-            if let Some(guard) = guard {
-                guard.complete(match &entry {
-                    Some(entry) => Outcome::Shared(entry.clone()),
-                    None => Outcome::Failed(failure),
-                });
-            }
-            let storable = !directives.no_store
-                && !ttl.is_zero()
-                && body.len() <= state.config.cache.max_entry_bytes;
-            if body.len() > state.config.cache.max_entry_bytes {
-                metrics::counter!("reprise_cache_oversized_total").increment(1);
-            }
-            if let (Some(entry), Some(key), true) = (entry, key, storable) {
-                state.tiers.store(key, &namespace, entry).await;
-            }
-            if let (Some(lock), Some(redis)) = (lock, state.tiers.redis.as_ref()) {
-                redis.unlock(&lock).await;
-            }
+        let ttl = request.directives.write_ttl(request.default_ttl);
+        let max_bytes = state.config.cache.max_entry_bytes;
+        let oversized = reply.body.len() > max_bytes;
+        let storable = shareable && request.writes() && !ttl.is_zero() && !oversized;
+        let entry = shareable.then(|| {
+            let raw_usage = usage
+                .as_ref()
+                .and_then(|u| u.as_ref())
+                .map(|r| Bytes::copy_from_slice(r.get().as_bytes()));
+            let total = usage_value
+                .as_ref()
+                .and_then(|u| u.get("total_tokens"))
+                .and_then(Value::as_u64);
+            Arc::new(
+                Entry::new(reply.body.clone(), "application/json".into(), ttl, total)
+                    .with_usage(raw_usage),
+            )
         });
+        if shareable && oversized {
+            metrics::counter!("reprise_cache_oversized_total").increment(1);
+        }
+        let (state, key, namespace) = (state.clone(), request.key, request.namespace.clone());
+        if guard.is_some() || storable || lock.is_some() {
+            tokio::spawn(async move {
+                if let Some(guard) = guard {
+                    guard.complete(match &entry {
+                        Some(entry) => Outcome::Shared(entry.clone()),
+                        None => Outcome::Failed(failure),
+                    });
+                }
+                if let (Some(entry), Some(key), true) = (entry, key, storable) {
+                    state.tiers.store(key, &namespace, entry).await;
+                }
+                if let (Some(lock), Some(redis)) = (lock, state.tiers.redis.as_ref()) {
+                    redis.unlock(&lock).await;
+                }
+            });
+        }
     }
 
     let mut headers = reply.headers;
     render::cache_headers(&mut headers, status, request.key.as_ref());
-    let body = if reply.status.is_success() && reply.is_json {
+    if observed.would_hit {
+        headers.insert("x-cache-observe", HeaderValue::from_static("would-hit"));
+    }
+    let body = if ok_json {
+        let body = match (&usage_value, request.kind) {
+            (Some(u), EndpointKind::Chat) => normalized_usage_body(&reply.body, u),
+            _ => reply.body,
+        };
+        render::cost_headers(&mut headers, cost.as_ref());
         let meta = RoutingMetadata {
-            provider: &request.provider.name,
+            provider,
             cache: CacheMetadata {
                 status,
                 tier: None,
                 age_s: None,
                 tokens_saved: None,
             },
+            cost: cost.as_ref(),
         };
-        render::with_routing_metadata(&reply.body, &meta)
+        render::with_routing_metadata(&body, &meta)
     } else {
         reply.body
     };
-    Ok(render::response(
-        reply.status,
-        headers,
-        Body::from(body),
-        None,
-    ))
+    let mut record = costing::miss_record(status, cost.as_ref());
+    record.would_hit = observed.would_hit;
+    record.would_save_usd = observed.would_save_usd;
+    Ok(Answer {
+        response: render::response(reply.status, headers, Body::from(body), None),
+        record,
+        upstream: Some(upstream_time),
+    })
+}
+
+/// Chat responses expose `prompt_tokens_details.cached_tokens` /
+/// `cache_creation_tokens` whatever the provider's usage shape; the body is
+/// rewritten only when that adds something.
+fn normalized_usage_body(body: &Bytes, usage: &Value) -> Bytes {
+    let Some(n) = crate::cost::normalize(usage) else {
+        return body.clone();
+    };
+    let normalized = crate::cost::openai_usage_fields(&n, usage);
+    if &normalized == usage {
+        return body.clone();
+    }
+    let Ok(mut full) = serde_json::from_slice::<Value>(body) else {
+        return body.clone();
+    };
+    if let Some(o) = full.as_object_mut() {
+        o.insert("usage".into(), normalized);
+    }
+    serde_json::to_vec(&full)
+        .map(Bytes::from)
+        .unwrap_or_else(|_| body.clone())
+}
+
+fn stale_answer(
+    request: &Request,
+    entry: &Entry,
+    tier: Tier,
+    key: &crate::cache::key::CacheKey,
+) -> Answer {
+    let cost: Option<Cost> = costing::hit(&request.state, &request.model, entry);
+    let record = costing::hit_record(CacheStatus::Stale, Some(tier), entry, cost.as_ref());
+    let response = respond::cached(
+        entry,
+        CacheStatus::Stale,
+        Some(tier),
+        key,
+        &request.provider.name,
+        cost.as_ref(),
+    );
+    Answer::new(response, record)
 }
 
 /// Failures that stale-if-error covers: timeouts and unreachable providers.
@@ -180,6 +259,15 @@ fn serves_stale_on(e: &ProxyError) -> bool {
             | ProxyError::UpstreamConnect { .. }
             | ProxyError::UpstreamBroken { .. }
     )
+}
+
+fn error_kind(e: &ProxyError) -> &'static str {
+    match e {
+        ProxyError::UpstreamTimeout { .. } => "timeout",
+        ProxyError::UpstreamConnect { .. } => "connect",
+        ProxyError::UpstreamBroken { .. } => "broken",
+        _ => "other",
+    }
 }
 
 async fn release(request: &Request, lock: Option<String>) {
@@ -207,18 +295,4 @@ async fn wait_for_remote(
         }
     }
     None
-}
-
-/// `Some(usage.total_tokens)` when the body is a complete JSON object.
-fn total_tokens_if_valid(body: &[u8]) -> Option<Option<u64>> {
-    #[derive(Deserialize)]
-    struct Usage {
-        total_tokens: Option<u64>,
-    }
-    #[derive(Deserialize)]
-    struct UsageOnly {
-        usage: Option<Usage>,
-    }
-    let parsed: UsageOnly = serde_json::from_slice(body).ok()?;
-    Some(parsed.usage.and_then(|u| u.total_tokens))
 }

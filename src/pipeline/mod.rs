@@ -1,31 +1,39 @@
 //! The cached-request flow, shared by every cached endpoint:
-//! authenticate → directives → route → key → tiers (L1, L2) → single-flight
-//! → provider → store (off the response path) → render.
+//! authenticate → directives → route → mode → key → tiers (L1, L2) →
+//! single-flight → provider → cost → store (off the response path) → render,
+//! then stats, metrics and one log line per request.
 //!
 //! Route handlers (`server/`) parse and validate the body, then call [`run`].
 //! `forward.rs` talks to the provider; `respond.rs` renders cached answers;
-//! `miss.rs` is the upstream leg with coalescing, stale-if-error and storing.
+//! `miss.rs` is the upstream leg with coalescing, stale-if-error and storing;
+//! `costing.rs` prices responses.
 
+mod costing;
 mod forward;
 mod miss;
 mod respond;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use tokio::time::Instant;
 
 use crate::cache::entry::Entry;
 use crate::cache::flight::{self, Outcome, Role};
 use crate::cache::key::{body_key, custom_key, CacheKey, EndpointKind, KeyScope};
+use crate::cache::mode::Mode;
 use crate::cache::policy::Directives;
+use crate::cache::ttl::Ttl;
 use crate::error::ProxyError;
 use crate::providers::Provider;
 use crate::render::{CacheStatus, Tier};
 use crate::state::AppState;
+use crate::stats::Record;
 
 /// A parsed request body, as the route handler validated it.
 pub struct ParsedRequest {
@@ -40,13 +48,42 @@ pub(crate) struct Request {
     pub kind: EndpointKind,
     pub headers: HeaderMap,
     pub provider: Arc<Provider>,
+    /// The model as sent upstream (prefix stripped): prices and stats use it.
+    pub model: String,
     pub directives: Directives,
+    pub mode: Mode,
+    /// TTL of a write when no directive sets one (rule TTL or `cache.ttl`).
+    pub default_ttl: Ttl,
     pub namespace: String,
-    /// None when the request is not cacheable (caching disabled, streams).
+    /// None when the request is not cacheable (mode off, streams).
     pub key: Option<CacheKey>,
     /// The bytes to send upstream.
     pub payload: Bytes,
     pub streaming: bool,
+}
+
+impl Request {
+    /// Whether a successful answer may be written.
+    pub fn writes(&self) -> bool {
+        self.key.is_some() && self.mode.writes() && !self.directives.no_store
+    }
+}
+
+/// A finished flow: the response and what to record about it.
+pub(crate) struct Answer {
+    pub response: Response,
+    pub record: Record,
+    pub upstream: Option<Duration>,
+}
+
+impl Answer {
+    fn new(response: Response, record: Record) -> Self {
+        Answer {
+            response,
+            record,
+            upstream: None,
+        }
+    }
 }
 
 /// Runs the flow; every failure becomes an OpenAI-shaped error response.
@@ -54,45 +91,114 @@ pub async fn run(
     state: Arc<AppState>,
     kind: EndpointKind,
     headers: HeaderMap,
-    request: ParsedRequest,
+    parsed: ParsedRequest,
 ) -> Response {
-    match flow(state, kind, headers, request).await {
-        Ok(response) => response,
-        Err(e) => e.into_response(),
-    }
+    let started = Instant::now();
+    let route = kind.as_str();
+    let request = match prepare(state, kind, headers, parsed) {
+        Ok(r) => r,
+        Err(e) => {
+            crate::telemetry::request(
+                route,
+                e.status().as_u16(),
+                "none",
+                "none",
+                started.elapsed(),
+                None,
+            );
+            return e.into_response();
+        }
+    };
+    let answer = match flow(&request).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            let record = Record {
+                error: true,
+                ..Record::default()
+            };
+            Answer::new(e.into_response(), record)
+        }
+    };
+    let Answer {
+        response,
+        mut record,
+        upstream,
+    } = answer;
+    record.error |= !response.status().is_success();
+    let status = record.status.map_or("none", CacheStatus::as_str);
+    let tier = record.tier.map_or("none", Tier::as_str);
+    let total = started.elapsed();
+    crate::telemetry::request(
+        route,
+        response.status().as_u16(),
+        status,
+        tier,
+        total,
+        upstream,
+    );
+    request
+        .state
+        .stats
+        .record(&request.namespace, route, &request.model, &record);
+    tracing::info!(
+        route,
+        model = %request.model,
+        provider = %request.provider.name,
+        http_status = response.status().as_u16(),
+        cache_status = status,
+        tier,
+        upstream_ms = upstream.map(|d| d.as_secs_f64() * 1e3),
+        overhead_us = total.saturating_sub(upstream.unwrap_or_default()).as_micros() as u64,
+        "request"
+    );
+    response
 }
 
-async fn flow(
-    state: Arc<AppState>,
-    kind: EndpointKind,
-    headers: HeaderMap,
-    parsed: ParsedRequest,
-) -> Result<Response, ProxyError> {
-    let request = prepare(state, kind, headers, parsed)?;
+async fn flow(request: &Request) -> Result<Answer, ProxyError> {
     if request.streaming {
         // Streams bypass the cache for now (stream caching is its own feature).
-        return forward::stream(&request, CacheStatus::Bypass).await;
+        return forward::stream(request, CacheStatus::Bypass).await;
     }
     let Some(key) = request.key else {
-        return miss::forward_and_store(request, CacheStatus::Bypass, None, None).await;
+        return miss::forward_and_store(
+            request,
+            CacheStatus::Bypass,
+            None,
+            None,
+            Record::default(),
+        )
+        .await;
     };
+    let state = &request.state;
+    let provider = &request.provider.name;
 
+    let mut record = Record::default();
     let mut stale: Option<(Arc<Entry>, Tier)> = None;
-    let reads = !request.directives.no_cache;
+    let reads = request.mode.reads() && !request.directives.no_cache;
     if reads {
-        let found = request
-            .state
+        let found = state
             .tiers
             .lookup(&key, &request.namespace, request.directives.max_age)
             .await;
         if let Some((entry, tier)) = found.fresh {
-            return Ok(respond::cached(
-                &entry,
-                CacheStatus::Hit,
-                Some(tier),
-                &key,
-                &request.provider.name,
-            ));
+            if request.mode.serves() {
+                let cost = costing::hit(state, &request.model, &entry);
+                let record =
+                    costing::hit_record(CacheStatus::Hit, Some(tier), &entry, cost.as_ref());
+                let response = respond::cached(
+                    &entry,
+                    CacheStatus::Hit,
+                    Some(tier),
+                    &key,
+                    provider,
+                    cost.as_ref(),
+                );
+                return Ok(Answer::new(response, record));
+            }
+            // Observe: record what serving it would have saved, then go upstream.
+            record.would_hit = true;
+            record.would_save_usd =
+                costing::hit(state, &request.model, &entry).map_or(0.0, |c| c.cache_savings_usd);
         }
         stale = found.stale;
     }
@@ -104,38 +210,50 @@ async fn flow(
     } else {
         CacheStatus::Bypass
     };
-    if !request.state.config.cache.single_flight.enabled {
-        return miss::forward_and_store(request, status, stale, None).await;
+    if !state.config.cache.single_flight.enabled || !request.mode.serves() {
+        return miss::forward_and_store(request, status, stale, None, record).await;
     }
 
     // Single-flight: lead, or follow an identical miss in progress. A failed
     // leader is not copied: followers re-join once, so one of them retries.
-    let wait_timeout = request.state.config.cache.single_flight.wait_timeout;
+    let wait_timeout = state.config.cache.single_flight.wait_timeout;
     let mut rejoined = false;
     loop {
-        match request.state.flights.join(key) {
+        match state.flights.join(key) {
             Role::Leader(guard) => {
-                return miss::forward_and_store(request, status, stale, Some(guard)).await
+                return miss::forward_and_store(request, status, stale, Some(guard), record).await
             }
             Role::Follower(slot) => match flight::wait(slot, wait_timeout).await {
                 Some(Outcome::Shared(entry)) => {
-                    return Ok(respond::cached(
+                    let cost = costing::hit(state, &request.model, &entry);
+                    let record =
+                        costing::hit_record(CacheStatus::Coalesced, None, &entry, cost.as_ref());
+                    let response = respond::cached(
                         &entry,
                         CacheStatus::Coalesced,
                         None,
                         &key,
-                        &request.provider.name,
-                    ))
+                        provider,
+                        cost.as_ref(),
+                    );
+                    return Ok(Answer::new(response, record));
                 }
                 Some(Outcome::Failed(_)) if !rejoined => rejoined = true,
-                Some(Outcome::Failed(Some(reply))) => return Ok(respond::failed(&reply, &key)),
-                _ => return miss::forward_and_store(request, status, stale, None).await,
+                Some(Outcome::Failed(Some(reply))) => {
+                    let record = Record {
+                        status: Some(CacheStatus::Coalesced),
+                        error: true,
+                        ..Record::default()
+                    };
+                    return Ok(Answer::new(respond::failed(&reply, &key), record));
+                }
+                _ => return miss::forward_and_store(request, status, stale, None, record).await,
             },
         }
     }
 }
 
-/// Authentication, directives, routing, namespace, key and payload.
+/// Authentication, directives, routing, mode, namespace, key and payload.
 fn prepare(
     state: Arc<AppState>,
     kind: EndpointKind,
@@ -159,8 +277,14 @@ fn prepare(
     }
     let streaming = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let namespace = state.namespace(credential.as_deref(), directives.namespace.as_deref());
+    let policy = state.policies.for_model(&upstream_model);
+    let mode = if state.config.cache.enabled {
+        policy.mode
+    } else {
+        Mode::Off
+    };
 
-    let cacheable = state.config.cache.enabled && !streaming;
+    let cacheable = mode != Mode::Off && !streaming;
     let key = cacheable.then(|| {
         let scope = KeyScope {
             namespace: &namespace,
@@ -184,11 +308,14 @@ fn prepare(
         raw
     };
     Ok(Request {
+        default_ttl: policy.ttl.unwrap_or(state.config.cache.ttl),
         state,
         kind,
         headers,
         provider: route.provider,
+        model: upstream_model,
         directives,
+        mode,
         namespace,
         key,
         payload,

@@ -16,6 +16,7 @@ pub fn cached(
     tier: Option<Tier>,
     key: &CacheKey,
     provider: &str,
+    cost: Option<&crate::cost::Cost>,
 ) -> Response {
     let age = entry.age().as_secs();
     let meta = RoutingMetadata {
@@ -26,6 +27,7 @@ pub fn cached(
             age_s: Some(age),
             tokens_saved: entry.total_tokens,
         },
+        cost,
     };
     let body = render::with_routing_metadata(&entry.body, &meta);
     let mut headers = HeaderMap::new();
@@ -37,6 +39,7 @@ pub fn cached(
         );
     }
     headers.insert(header::AGE, HeaderValue::from(age));
+    render::cost_headers(&mut headers, cost);
     render::response(
         StatusCode::OK,
         headers,

@@ -1,6 +1,7 @@
 //! HTTP routes. Each file parses and validates one route family; the cached
 //! flow itself lives once, in `pipeline.rs`.
 
+pub mod admin;
 pub mod chat;
 pub mod embeddings;
 pub mod models;

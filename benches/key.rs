@@ -1,0 +1,74 @@
+//! The request side of the hit path: parsing the caller's JSON bytes into a
+//! `serde_json::Map` (what `server::parse_body` does) and computing the cache
+//! key from it (`cache::key::body_key`), for a small, a ~4 KiB and a ~100 KiB
+//! chat request (system prompt, several turns, a tool call, tools).
+//!
+//! `cargo bench --bench key -- --warm-up-time 1 --measurement-time 3`
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use reprise::cache::key::{body_key, EndpointKind, KeyScope};
+use serde_json::{Map, Value};
+
+fn parse(bytes: &[u8]) -> Map<String, Value> {
+    match serde_json::from_slice::<Value>(bytes).unwrap() {
+        Value::Object(map) => map,
+        _ => unreachable!("bench bodies are objects"),
+    }
+}
+
+fn scope() -> KeyScope<'static> {
+    KeyScope {
+        namespace: "3f2a9c1b7d4e8f60a1b2c3d4e5f60718",
+        kind: EndpointKind::Chat,
+        provider: "openai",
+        model: "gpt-4o-mini",
+    }
+}
+
+fn bench_key(c: &mut Criterion) {
+    let bodies = common::request_bodies();
+    for (label, bytes) in &bodies {
+        eprintln!("key bench body {label}: {} bytes", bytes.len());
+    }
+
+    let mut group = c.benchmark_group("parse_json");
+    for (label, bytes) in &bodies {
+        group.throughput(Throughput::Bytes(bytes.len() as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(label), bytes, |b, bytes| {
+            b.iter(|| parse(black_box(bytes)))
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("body_key");
+    for (label, bytes) in &bodies {
+        let map = parse(bytes);
+        group.throughput(Throughput::Bytes(bytes.len() as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(label), &map, |b, map| {
+            b.iter(|| body_key(black_box(&scope()), black_box(map)))
+        });
+    }
+    group.finish();
+
+    // What the hit path pays before the tier lookup: both steps together.
+    let mut group = c.benchmark_group("parse_and_key");
+    for (label, bytes) in &bodies {
+        group.throughput(Throughput::Bytes(bytes.len() as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(label), bytes, |b, bytes| {
+            b.iter(|| {
+                let map = parse(black_box(bytes));
+                body_key(&scope(), &map)
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_key);
+criterion_main!(benches);

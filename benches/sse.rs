@@ -1,0 +1,162 @@
+//! Streams: parsing an upstream `text/event-stream` body (`stream::SseParser`),
+//! recording it for the cache (`ChatStreamRecorder` → `StoredStream`), and the
+//! stream-hit path: decoding a stored stream from its entry body (JSON of
+//! `StoredStream`) and `stream::replay` turning it back into SSE events.
+//!
+//! The stream is OpenAI-shaped: a role chunk, N content chunks of a few words,
+//! a finish chunk, a usage-only chunk and `data: [DONE]`. It is pushed to the
+//! parser in 1460-byte pieces (one TCP segment each), as it would arrive.
+//!
+//! `cargo bench --bench sse -- --warm-up-time 1 --measurement-time 3`
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::hint::black_box;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use reprise::stream::{replay, ChatStreamRecorder, SseParser, StoredStream};
+use serde_json::{json, Value};
+
+const SEGMENT: usize = 1460;
+
+/// An upstream SSE body with `content_chunks` content deltas.
+fn upstream_stream(content_chunks: usize) -> Vec<u8> {
+    let envelope = |choices: Value, usage: Option<Value>| {
+        let mut chunk = json!({
+            "id": "chatcmpl-9x8y7z6w5v4u3t2s1r",
+            "object": "chat.completion.chunk",
+            "created": 1_717_000_000u64,
+            "model": "gpt-4o-mini-2024-07-18",
+            "service_tier": "default",
+            "system_fingerprint": "fp_0123456789",
+            "choices": choices,
+        });
+        chunk["usage"] = usage.unwrap_or(Value::Null);
+        chunk
+    };
+    let mut out = Vec::new();
+    let mut push = |v: Value| {
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(&serde_json::to_vec(&v).unwrap());
+        out.extend_from_slice(b"\n\n");
+    };
+    push(envelope(
+        json!([{"index": 0, "delta": {"role": "assistant", "content": "", "refusal": null},
+                "logprobs": null, "finish_reason": null}]),
+        None,
+    ));
+    for i in 0..content_chunks {
+        let words = common::prose(3, i);
+        push(envelope(
+            json!([{"index": 0, "delta": {"content": format!(" {words}")},
+                    "logprobs": null, "finish_reason": null}]),
+            None,
+        ));
+    }
+    push(envelope(
+        json!([{"index": 0, "delta": {}, "logprobs": null, "finish_reason": "stop"}]),
+        None,
+    ));
+    push(envelope(
+        json!([]),
+        Some(
+            json!({"prompt_tokens": 1500, "completion_tokens": content_chunks * 3,
+            "total_tokens": 1500 + content_chunks * 3,
+            "prompt_tokens_details": {"cached_tokens": 1200}}),
+        ),
+    ));
+    out.extend_from_slice(b"data: [DONE]\n\n");
+    out
+}
+
+fn parse_all(body: &[u8]) -> usize {
+    let mut parser = SseParser::new();
+    let mut n = 0;
+    for segment in body.chunks(SEGMENT) {
+        n += parser.push(segment).len();
+    }
+    let _ = parser.finish();
+    n
+}
+
+fn record(body: &[u8]) -> StoredStream {
+    let mut parser = SseParser::new();
+    let mut recorder = ChatStreamRecorder::new(4 << 20);
+    for segment in body.chunks(SEGMENT) {
+        for event in parser.push(segment) {
+            recorder.observe(&event);
+        }
+    }
+    recorder.observe_end(&parser.finish());
+    recorder.into_stored().expect("a complete stream")
+}
+
+fn bench_sse(c: &mut Criterion) {
+    let meta = json!({"provider": "openai",
+        "cache": {"status": "hit", "tier": "memory", "age_s": 42, "tokens_saved": 1800}});
+    let streams: Vec<(String, Vec<u8>)> = [20usize, 100, 500]
+        .into_iter()
+        .map(|n| (format!("{n}_chunks"), upstream_stream(n)))
+        .collect();
+    for (label, body) in &streams {
+        let stored = serde_json::to_vec(&record(body)).unwrap();
+        eprintln!(
+            "sse bench {label}: upstream {} bytes, stored entry body {} bytes",
+            body.len(),
+            stored.len()
+        );
+    }
+
+    let mut group = c.benchmark_group("sse_parse");
+    for (label, body) in &streams {
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(label), body, |b, body| {
+            b.iter(|| parse_all(black_box(body)))
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("sse_parse_and_record");
+    for (label, body) in &streams {
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(label), body, |b, body| {
+            b.iter(|| record(black_box(body)))
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("sse_replay");
+    for (label, body) in &streams {
+        let stored = record(body);
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_with_input(BenchmarkId::from_parameter(label), &stored, |b, stored| {
+            b.iter(|| replay(black_box(stored), true, Some(&meta)))
+        });
+    }
+    group.finish();
+
+    // A stream hit as the pipeline would do it: the entry body (JSON of
+    // StoredStream) decoded, then replayed.
+    let mut group = c.benchmark_group("sse_hit_decode_and_replay");
+    for (label, body) in &streams {
+        let entry_body = serde_json::to_vec(&record(body)).unwrap();
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_with_input(
+            BenchmarkId::from_parameter(label),
+            &entry_body,
+            |b, entry_body| {
+                b.iter(|| {
+                    let stored: StoredStream =
+                        serde_json::from_slice(black_box(entry_body)).unwrap();
+                    replay(&stored, true, Some(&meta))
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_sse);
+criterion_main!(benches);

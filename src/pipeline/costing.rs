@@ -1,0 +1,92 @@
+//! Pricing responses: what a miss cost (and what the provider's prompt cache
+//! saved), what a hit saved. Unknown models get no cost, never a guess.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use crate::cache::entry::Entry;
+use crate::cost::{self, Cost};
+use crate::render::{CacheStatus, Tier};
+use crate::state::AppState;
+use crate::stats::Record;
+
+/// The raw `usage` object of a JSON response body, if it is a complete JSON
+/// object (validates the whole body without building it).
+pub fn raw_usage(body: &[u8]) -> Option<Option<Box<RawValue>>> {
+    #[derive(Deserialize)]
+    struct UsageOnly {
+        usage: Option<Box<RawValue>>,
+    }
+    let parsed: UsageOnly = serde_json::from_slice(body).ok()?;
+    Some(parsed.usage)
+}
+
+fn price<'a>(state: &'a AppState, model: &str) -> Option<&'a cost::ModelPrice> {
+    let price = state.pricing.price(model);
+    if price.is_none() {
+        metrics::counter!("reprise_unpriced_model_total").increment(1);
+    }
+    price
+}
+
+/// A miss: its cost from the normalized usage.
+pub fn miss(state: &AppState, model: &str, usage: &Value) -> Option<Cost> {
+    let normalized = cost::normalize(usage)?;
+    let price = price(state, model)?;
+    Some(cost::miss_cost(price, &normalized))
+}
+
+/// A hit (or coalesced/stale answer): savings = what the original call cost.
+pub fn hit(state: &AppState, model: &str, entry: &Entry) -> Option<Cost> {
+    let usage: Value = serde_json::from_slice(entry.usage.as_deref()?).ok()?;
+    let normalized = cost::normalize(&usage)?;
+    let price = price(state, model)?;
+    Some(cost::hit_cost(price, &normalized))
+}
+
+/// The stats record of an answer served from the cache.
+pub fn hit_record(
+    status: CacheStatus,
+    tier: Option<Tier>,
+    entry: &Entry,
+    cost: Option<&Cost>,
+) -> Record {
+    let tokens = entry.total_tokens.unwrap_or(0);
+    let saved = cost.map_or(0.0, |c| c.cache_savings_usd);
+    metrics::counter!("reprise_tokens_saved_total").increment(tokens);
+    if saved > 0.0 {
+        metrics::counter!("reprise_saved_microusd_total", "source" => "cache")
+            .increment(micro_usd(saved));
+    }
+    Record {
+        status: Some(status),
+        tier,
+        tokens_saved: tokens,
+        usd_saved_cache: saved,
+        ..Record::default()
+    }
+}
+
+/// The stats record of a miss that reached the provider.
+pub fn miss_record(status: CacheStatus, cost: Option<&Cost>) -> Record {
+    let (spent, saved) = cost.map_or((0.0, 0.0), |c| (c.usd, c.cache_savings_usd));
+    if spent > 0.0 {
+        metrics::counter!("reprise_spent_microusd_total").increment(micro_usd(spent));
+    }
+    if saved > 0.0 {
+        metrics::counter!("reprise_saved_microusd_total", "source" => "provider_cache")
+            .increment(micro_usd(saved));
+    }
+    Record {
+        status: Some(status),
+        usd_spent: spent,
+        usd_saved_provider: saved,
+        ..Record::default()
+    }
+}
+
+/// Prometheus counters here are integers: USD is counted in micro-dollars.
+fn micro_usd(usd: f64) -> u64 {
+    (usd * 1e6).round().max(0.0) as u64
+}

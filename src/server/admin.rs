@@ -1,0 +1,86 @@
+//! Operator routes: `/v1/cache/stats`, `/v1/directory/models`, `/metrics`.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::state::AppState;
+
+/// Cache statistics of this instance. A caller sees its own namespace (and
+/// its `x-cache-namespace` segments); an admin key sees every namespace.
+pub async fn stats(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    let credential = match state.authenticate(&headers) {
+        Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let admin = state.is_admin(credential.as_deref());
+    let own = state.namespace(credential.as_deref(), None);
+    let prefix = format!("{own}.");
+    let mut report = state
+        .stats
+        .report(|ns| admin || ns == own || ns.starts_with(&prefix));
+    if let Some(o) = report.as_object_mut() {
+        o.insert(
+            "scope".into(),
+            json!(if admin { "all" } else { "namespace" }),
+        );
+        if admin {
+            let mut tiers = serde_json::Map::new();
+            if let Some(memory) = &state.tiers.memory {
+                let (entries, bytes) = memory.usage().await;
+                tiers.insert("memory".into(), json!({"entries": entries, "bytes": bytes}));
+            }
+            if let Some(redis) = &state.tiers.redis {
+                tiers.insert(
+                    "redis".into(),
+                    json!({"breaker_open": redis.breaker_open()}),
+                );
+            }
+            o.insert("tiers".into(), tiers.into());
+        }
+    }
+    Json(report).into_response()
+}
+
+/// Every model reprise can price, with prices per million tokens.
+pub async fn directory(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(e) = state.authenticate(&headers) {
+        return e.into_response();
+    }
+    let models: Vec<_> = crate::cost::directory(&state.pricing)
+        .into_iter()
+        .map(|entry| {
+            let mut v = serde_json::to_value(&entry).unwrap_or_default();
+            if let (Some(o), Ok(route)) = (v.as_object_mut(), state.providers.route(&entry.model)) {
+                o.insert("routed_to".into(), json!(route.provider.name));
+            }
+            v
+        })
+        .collect();
+    Json(json!({"object": "list", "as_of": state.pricing.as_of(), "data": models})).into_response()
+}
+
+/// Prometheus text format.
+pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let Some(handle) = crate::telemetry::handle() else {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics recorder unavailable",
+        )
+            .into_response();
+    };
+    if let Some(memory) = &state.tiers.memory {
+        let (entries, bytes) = memory.usage().await;
+        metrics::gauge!("reprise_cache_entries", "tier" => "memory").set(entries as f64);
+        metrics::gauge!("reprise_cache_bytes", "tier" => "memory").set(bytes as f64);
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        handle.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,219 @@
+//! Per-instance cache statistics for `GET /v1/cache/stats`, kept per
+//! (namespace, cache type, model) so each caller sees only its own.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use serde::Serialize;
+
+use crate::render::{CacheStatus, Tier};
+
+/// What one finished request contributes.
+#[derive(Debug, Clone, Default)]
+pub struct Record {
+    pub status: Option<CacheStatus>,
+    pub tier: Option<Tier>,
+    pub tokens_saved: u64,
+    /// What the call cost (misses; 0 for hits).
+    pub usd_spent: f64,
+    /// Saved by reprise's own cache (hits, coalesced, stale).
+    pub usd_saved_cache: f64,
+    /// Saved by the provider's prompt cache (misses; may be negative).
+    pub usd_saved_provider: f64,
+    /// Observe mode: the lookup found an entry it did not serve.
+    pub would_hit: bool,
+    pub would_save_usd: f64,
+    pub error: bool,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Counters {
+    pub requests: u64,
+    pub hits_memory: u64,
+    pub hits_redis: u64,
+    pub misses: u64,
+    pub bypass: u64,
+    pub coalesced: u64,
+    pub stale: u64,
+    pub errors: u64,
+    pub would_be_hits: u64,
+    pub would_save_usd: f64,
+    pub tokens_saved: u64,
+    pub usd_spent: f64,
+    pub usd_saved_by_cache: f64,
+    pub usd_saved_by_provider_cache: f64,
+}
+
+impl Counters {
+    fn add(&mut self, r: &Record) {
+        self.requests += 1;
+        match (r.status, r.tier) {
+            (Some(CacheStatus::Hit), Some(Tier::Redis)) => self.hits_redis += 1,
+            (Some(CacheStatus::Hit), _) => self.hits_memory += 1,
+            (Some(CacheStatus::Miss), _) => self.misses += 1,
+            (Some(CacheStatus::Bypass), _) => self.bypass += 1,
+            (Some(CacheStatus::Coalesced), _) => self.coalesced += 1,
+            (Some(CacheStatus::Stale), _) => self.stale += 1,
+            (None, _) => {}
+        }
+        if r.error {
+            self.errors += 1;
+        }
+        if r.would_hit {
+            self.would_be_hits += 1;
+            self.would_save_usd += r.would_save_usd;
+        }
+        self.tokens_saved += r.tokens_saved;
+        self.usd_spent += r.usd_spent;
+        self.usd_saved_by_cache += r.usd_saved_cache;
+        self.usd_saved_by_provider_cache += r.usd_saved_provider;
+    }
+
+    fn merge(&mut self, o: &Counters) {
+        self.requests += o.requests;
+        self.hits_memory += o.hits_memory;
+        self.hits_redis += o.hits_redis;
+        self.misses += o.misses;
+        self.bypass += o.bypass;
+        self.coalesced += o.coalesced;
+        self.stale += o.stale;
+        self.errors += o.errors;
+        self.would_be_hits += o.would_be_hits;
+        self.would_save_usd += o.would_save_usd;
+        self.tokens_saved += o.tokens_saved;
+        self.usd_spent += o.usd_spent;
+        self.usd_saved_by_cache += o.usd_saved_by_cache;
+        self.usd_saved_by_provider_cache += o.usd_saved_by_provider_cache;
+    }
+
+    /// The JSON view: counters plus derived totals and the hit rate.
+    pub fn view(&self) -> serde_json::Value {
+        let hits = self.hits_memory + self.hits_redis;
+        let answered_by_cache = hits + self.coalesced + self.stale;
+        let looked_up = answered_by_cache + self.misses;
+        let hit_rate = if looked_up == 0 {
+            0.0
+        } else {
+            answered_by_cache as f64 / looked_up as f64
+        };
+        serde_json::json!({
+            "requests": self.requests,
+            "hits": {"memory": self.hits_memory, "redis": self.hits_redis, "total": hits},
+            "misses": self.misses,
+            "bypass": self.bypass,
+            "coalesced": self.coalesced,
+            "stale": self.stale,
+            "errors": self.errors,
+            "hit_rate": round4(hit_rate),
+            "observe": {"would_be_hits": self.would_be_hits, "would_save_usd": round10(self.would_save_usd)},
+            "tokens_saved": self.tokens_saved,
+            "usd": {
+                "spent": round10(self.usd_spent),
+                "saved_by_cache": round10(self.usd_saved_by_cache),
+                "saved_by_provider_cache": round10(self.usd_saved_by_provider_cache),
+            },
+        })
+    }
+}
+
+fn round4(x: f64) -> f64 {
+    (x * 1e4).round() / 1e4
+}
+
+fn round10(x: f64) -> f64 {
+    (x * 1e10).round() / 1e10
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Slot {
+    namespace: String,
+    kind: &'static str,
+    model: String,
+}
+
+#[derive(Default)]
+pub struct Stats {
+    slots: Mutex<HashMap<Slot, Counters>>,
+}
+
+impl Stats {
+    pub fn record(&self, namespace: &str, kind: &'static str, model: &str, r: &Record) {
+        let Ok(mut slots) = self.slots.lock() else {
+            return;
+        };
+        let slot = Slot {
+            namespace: namespace.to_owned(),
+            kind,
+            model: model.to_owned(),
+        };
+        slots.entry(slot).or_default().add(r);
+    }
+
+    /// Totals, by cache type and by model, for the namespaces `visible` accepts.
+    pub fn report(&self, visible: impl Fn(&str) -> bool) -> serde_json::Value {
+        let mut total = Counters::default();
+        let mut by_type: HashMap<&'static str, Counters> = HashMap::new();
+        let mut by_model: HashMap<String, Counters> = HashMap::new();
+        if let Ok(slots) = self.slots.lock() {
+            for (slot, c) in slots.iter().filter(|(s, _)| visible(&s.namespace)) {
+                total.merge(c);
+                by_type.entry(slot.kind).or_default().merge(c);
+                by_model.entry(slot.model.clone()).or_default().merge(c);
+            }
+        }
+        let mut types: Vec<_> = by_type.into_iter().collect();
+        types.sort_by_key(|(k, _)| *k);
+        let mut models: Vec<_> = by_model.into_iter().collect();
+        models.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out = total.view();
+        if let Some(o) = out.as_object_mut() {
+            o.insert(
+                "by_type".into(),
+                types
+                    .into_iter()
+                    .map(|(k, c)| (k.to_owned(), c.view()))
+                    .collect(),
+            );
+            o.insert(
+                "by_model".into(),
+                models.into_iter().map(|(k, c)| (k, c.view())).collect(),
+            );
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_and_scopes() {
+        let s = Stats::default();
+        let hit = Record {
+            status: Some(CacheStatus::Hit),
+            tier: Some(Tier::Memory),
+            tokens_saved: 10,
+            usd_saved_cache: 0.5,
+            ..Record::default()
+        };
+        let miss = Record {
+            status: Some(CacheStatus::Miss),
+            usd_spent: 0.5,
+            ..Record::default()
+        };
+        s.record("a", "chat", "m", &miss);
+        s.record("a", "chat", "m", &hit);
+        s.record("b", "embeddings", "e", &miss);
+        let a = s.report(|ns| ns == "a");
+        assert_eq!(a["requests"], 2);
+        assert_eq!(a["hits"]["memory"], 1);
+        assert_eq!(a["hit_rate"], 0.5);
+        assert_eq!(a["usd"]["saved_by_cache"], 0.5);
+        assert_eq!(a["by_model"]["m"]["tokens_saved"], 10);
+        assert!(a["by_type"].get("embeddings").is_none());
+        let all = s.report(|_| true);
+        assert_eq!(all["requests"], 3);
+        assert_eq!(all["by_type"]["embeddings"]["misses"], 1);
+    }
+}

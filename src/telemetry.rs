@@ -1,0 +1,113 @@
+//! Prometheus metrics: one process-wide recorder (installed once), rendered
+//! by `GET /metrics`. Labels stay low-cardinality: route, status class, cache
+//! status, tier, provider — never keys, namespaces or models from callers.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Installs the recorder on first call; later calls reuse it. None if another
+/// recorder was installed first (metrics then go there).
+pub fn handle() -> Option<&'static PrometheusHandle> {
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+            ];
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&buckets)
+                .ok()?
+                .build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).ok()?;
+            describe();
+            Some(handle)
+        })
+        .as_ref()
+}
+
+fn describe() {
+    metrics::describe_counter!(
+        "reprise_requests_total",
+        "Requests by route, HTTP status class, cache status and tier"
+    );
+    metrics::describe_histogram!("reprise_request_duration_seconds", "Total request latency");
+    metrics::describe_histogram!(
+        "reprise_overhead_seconds",
+        "Latency added by reprise: total minus time waiting on the provider"
+    );
+    metrics::describe_histogram!(
+        "reprise_upstream_duration_seconds",
+        "Time waiting on the provider"
+    );
+    metrics::describe_counter!(
+        "reprise_upstream_errors_total",
+        "Provider failures by provider and kind"
+    );
+    metrics::describe_counter!(
+        "reprise_tokens_saved_total",
+        "Tokens not sent to providers thanks to the cache"
+    );
+    metrics::describe_counter!(
+        "reprise_saved_microusd_total",
+        "Micro-USD saved, by source (cache = reprise's cache, provider_cache = prompt caching)"
+    );
+    metrics::describe_counter!(
+        "reprise_spent_microusd_total",
+        "Micro-USD spent on provider calls"
+    );
+    metrics::describe_counter!(
+        "reprise_unpriced_model_total",
+        "Responses for models missing from the price table"
+    );
+    metrics::describe_counter!(
+        "reprise_redis_errors_total",
+        "Failed or timed-out Redis operations"
+    );
+    metrics::describe_gauge!(
+        "reprise_redis_breaker_open",
+        "1 while the Redis circuit breaker is open"
+    );
+    metrics::describe_counter!(
+        "reprise_redis_corrupt_entries_total",
+        "Undecodable Redis values (treated as misses)"
+    );
+    metrics::describe_counter!(
+        "reprise_cache_oversized_total",
+        "Responses served but too large to store"
+    );
+    metrics::describe_gauge!("reprise_cache_entries", "Entries in the memory tier");
+    metrics::describe_gauge!("reprise_cache_bytes", "Bytes held by the memory tier");
+}
+
+/// Records one finished request.
+pub fn request(
+    route: &'static str,
+    http_status: u16,
+    cache_status: &'static str,
+    tier: &'static str,
+    total: Duration,
+    upstream: Option<Duration>,
+) {
+    let class = match http_status {
+        200..=299 => "2xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "other",
+    };
+    metrics::counter!("reprise_requests_total", "route" => route, "status" => class, "cache" => cache_status, "tier" => tier)
+        .increment(1);
+    metrics::histogram!("reprise_request_duration_seconds", "route" => route)
+        .record(total.as_secs_f64());
+    let overhead = total.saturating_sub(upstream.unwrap_or_default());
+    metrics::histogram!("reprise_overhead_seconds", "route" => route)
+        .record(overhead.as_secs_f64());
+    if let Some(up) = upstream {
+        metrics::histogram!("reprise_upstream_duration_seconds", "route" => route)
+            .record(up.as_secs_f64());
+    }
+}

@@ -74,9 +74,19 @@ pub struct CacheConfig {
     /// (429, 5xx, timeout, unreachable). 0 = off.
     #[serde(with = "humantime_serde_compat")]
     pub stale_grace: Duration,
+    /// When the client of a streaming miss disconnects: `finish` reading the
+    /// provider's stream and store it, or `cancel` it to save tokens.
+    pub stream_on_disconnect: StreamDisconnect,
     pub memory: MemoryConfig,
     pub redis: RedisConfig,
     pub single_flight: SingleFlightConfig,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamDisconnect {
+    Finish,
+    Cancel,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -200,6 +210,7 @@ impl Default for CacheConfig {
             max_entry_bytes: 4 * 1024 * 1024,
             backend: Backend::Memory,
             stale_grace: Duration::ZERO,
+            stream_on_disconnect: StreamDisconnect::Finish,
             memory: MemoryConfig::default(),
             redis: RedisConfig::default(),
             single_flight: SingleFlightConfig::default(),

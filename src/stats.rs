@@ -149,6 +149,22 @@ impl Stats {
         slots.entry(slot).or_default().add(r);
     }
 
+    /// Adds a cost learned after the response started (streams), without
+    /// counting another request.
+    pub fn add_cost(&self, namespace: &str, kind: &'static str, model: &str, r: &Record) {
+        let Ok(mut slots) = self.slots.lock() else {
+            return;
+        };
+        let slot = Slot {
+            namespace: namespace.to_owned(),
+            kind,
+            model: model.to_owned(),
+        };
+        let c = slots.entry(slot).or_default();
+        c.usd_spent += r.usd_spent;
+        c.usd_saved_by_provider_cache += r.usd_saved_provider;
+    }
+
     /// Totals, by cache type and by model, for the namespaces `visible` accepts.
     pub fn report(&self, visible: impl Fn(&str) -> bool) -> serde_json::Value {
         let mut total = Counters::default();

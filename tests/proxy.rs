@@ -334,13 +334,17 @@ async fn unreachable_upstream_is_502_and_slow_upstream_is_504() {
 }
 
 #[tokio::test]
-async fn streams_are_forwarded_and_bypass_the_cache() {
-    let (mock, proxy) = setup().await;
+async fn with_caching_off_streams_are_forwarded_as_bypass() {
+    let mock = Mock::start().await;
+    let mut config = config_for(&mock.url);
+    config.cache.enabled = false;
+    let proxy = Proxy::start(config).await;
     let mut body = chat_body("stream");
     body["stream"] = json!(true);
     let r = proxy.chat(&body).await;
     assert_eq!(r.status, 200);
     assert_eq!(r.cache_status(), "bypass");
+    assert!(r.header("x-cache-key").is_none());
     assert!(r
         .header("content-type")
         .unwrap()

@@ -17,6 +17,7 @@ use tokio::sync::watch;
 
 use super::entry::Entry;
 use super::key::CacheKey;
+use super::live::LiveStream;
 
 /// What a finished flight left for its followers.
 #[derive(Debug, Clone)]
@@ -37,7 +38,13 @@ pub struct FailedReply {
     pub body: Bytes,
 }
 
-type Slot = watch::Receiver<Option<Outcome>>;
+/// A follower's view of a flight: its outcome and, when the leader is a
+/// stream, the live bytes (followers read them as they arrive).
+#[derive(Clone)]
+pub struct Slot {
+    outcome: watch::Receiver<Option<Outcome>>,
+    pub live: Option<Arc<LiveStream>>,
+}
 
 #[derive(Default)]
 pub struct Flights {
@@ -55,8 +62,9 @@ impl Flights {
         Arc::new(Flights::default())
     }
 
-    /// Leads a new flight for `key`, or follows the one in progress.
-    pub fn join(self: &Arc<Self>, key: CacheKey) -> Role {
+    /// Leads a new flight for `key` (publishing `live` when the leader
+    /// streams), or follows the one in progress.
+    pub fn join(self: &Arc<Self>, key: CacheKey, live: Option<Arc<LiveStream>>) -> Role {
         let Ok(mut map) = self.map.lock() else {
             // A poisoned map only costs coalescing: lead alone.
             let (tx, _) = watch::channel(None);
@@ -66,13 +74,13 @@ impl Flights {
                 tx: Some(tx),
             });
         };
-        if let Some(rx) = map.get(&key) {
-            if rx.borrow().is_none() {
-                return Role::Follower(rx.clone());
+        if let Some(slot) = map.get(&key) {
+            if slot.outcome.borrow().is_none() {
+                return Role::Follower(slot.clone());
             }
         }
         let (tx, rx) = watch::channel(None);
-        map.insert(key, rx);
+        map.insert(key, Slot { outcome: rx, live });
         Role::Leader(LeaderGuard {
             key,
             flights: Some(self.clone()),
@@ -92,8 +100,9 @@ impl Flights {
 }
 
 /// Waits for the leader's outcome; None when `timeout` passed first.
-pub async fn wait(mut slot: Slot, timeout: Duration) -> Option<Outcome> {
-    let waited = tokio::time::timeout(timeout, slot.wait_for(Option::is_some)).await;
+pub async fn wait(slot: Slot, timeout: Duration) -> Option<Outcome> {
+    let mut rx = slot.outcome;
+    let waited = tokio::time::timeout(timeout, rx.wait_for(Option::is_some)).await;
     match waited {
         Ok(Ok(outcome)) => outcome.clone(),
         // The leader vanished without completing: same as a failure.
@@ -151,13 +160,13 @@ mod tests {
     async fn followers_receive_the_leaders_entry() {
         let flights = Flights::new();
         let k = CacheKey([7; 32]);
-        let Role::Leader(leader) = flights.join(k) else {
+        let Role::Leader(leader) = flights.join(k, None) else {
             panic!("first is leader")
         };
-        let Role::Follower(a) = flights.join(k) else {
+        let Role::Follower(a) = flights.join(k, None) else {
             panic!("second follows")
         };
-        let Role::Follower(b) = flights.join(k) else {
+        let Role::Follower(b) = flights.join(k, None) else {
             panic!("third follows")
         };
         leader.complete(Outcome::Shared(entry()));
@@ -169,7 +178,7 @@ mod tests {
         }
         assert_eq!(flights.in_flight(), 0);
         assert!(
-            matches!(flights.join(k), Role::Leader(_)),
+            matches!(flights.join(k, None), Role::Leader(_)),
             "a finished flight is gone"
         );
     }
@@ -178,8 +187,8 @@ mod tests {
     async fn a_dropped_leader_fails_the_flight_and_a_follower_takes_over() {
         let flights = Flights::new();
         let k = CacheKey([8; 32]);
-        let leader = flights.join(k);
-        let Role::Follower(slot) = flights.join(k) else {
+        let leader = flights.join(k, None);
+        let Role::Follower(slot) = flights.join(k, None) else {
             panic!()
         };
         drop(leader);
@@ -187,15 +196,15 @@ mod tests {
             wait(slot, Duration::from_secs(1)).await,
             Some(Outcome::Failed(None))
         ));
-        assert!(matches!(flights.join(k), Role::Leader(_)));
+        assert!(matches!(flights.join(k, None), Role::Leader(_)));
     }
 
     #[tokio::test(start_paused = true)]
     async fn waiting_is_bounded() {
         let flights = Flights::new();
         let k = CacheKey([9; 32]);
-        let _leader = flights.join(k);
-        let Role::Follower(slot) = flights.join(k) else {
+        let _leader = flights.join(k, None);
+        let Role::Follower(slot) = flights.join(k, None) else {
             panic!()
         };
         assert!(wait(slot, Duration::from_secs(5)).await.is_none());

@@ -5,6 +5,7 @@ pub mod codec;
 pub mod entry;
 pub mod flight;
 pub mod key;
+pub mod live;
 pub mod memory;
 pub mod mode;
 pub mod policy;

@@ -1,14 +1,12 @@
 //! The upstream leg: send the request to the provider and collect (JSON) or
 //! pass through (streams) its answer.
 
-use axum::body::Body;
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use bytes::Bytes;
 
-use super::{Answer, Request};
+use super::Request;
 use crate::cache::key::EndpointKind;
 use crate::error::ProxyError;
-use crate::render::{self, CacheStatus};
 use crate::upstream::{self, Deadline};
 
 /// Upstream path of each endpoint, relative to the provider's base URL.
@@ -29,7 +27,7 @@ pub struct Reply {
     pub elapsed: std::time::Duration,
 }
 
-async fn send(request: &Request, deadline: Deadline) -> Result<reqwest::Response, ProxyError> {
+pub async fn send(request: &Request, deadline: Deadline) -> Result<reqwest::Response, ProxyError> {
     upstream::send(
         &request.state.client,
         &request.provider,
@@ -60,25 +58,5 @@ pub async fn json(request: &Request) -> Result<Reply, ProxyError> {
         body,
         is_json,
         elapsed: started.elapsed(),
-    })
-}
-
-/// Streams the provider's answer through as it arrives, unbuffered.
-pub async fn stream(request: &Request, status: CacheStatus) -> Result<Answer, ProxyError> {
-    let started = tokio::time::Instant::now();
-    let deadline = Deadline::after(request.state.config.server.upstream_timeout);
-    let response = send(request, deadline).await?;
-    let upstream_status = response.status();
-    let mut headers = upstream::passthrough_headers(response.headers());
-    render::cache_headers(&mut headers, status, request.key.as_ref());
-    let body = Body::from_stream(response.bytes_stream());
-    let record = crate::stats::Record {
-        status: Some(status),
-        ..Default::default()
-    };
-    Ok(Answer {
-        response: render::response(upstream_status, headers, body, None),
-        record,
-        upstream: Some(started.elapsed()),
     })
 }

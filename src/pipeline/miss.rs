@@ -54,11 +54,10 @@ pub async fn forward_and_store(
                             cost.as_ref(),
                         );
                         let response = respond::cached(
+                            request,
                             &entry,
                             CacheStatus::Coalesced,
                             None,
-                            &key,
-                            provider,
                             cost.as_ref(),
                         );
                         return Ok(Answer::new(response, record));
@@ -82,10 +81,8 @@ pub async fn forward_and_store(
                     body: Bytes::from(e.body().to_string()),
                 }))));
             }
-            if let (Some((entry, tier)), Some(key), true) =
-                (&stale, request.key, serves_stale_on(&e))
-            {
-                return Ok(stale_answer(request, entry, *tier, &key));
+            if let (Some((entry, tier)), true) = (&stale, serves_stale_on(&e)) {
+                return Ok(stale_answer(request, entry, *tier));
             }
             return Err(e);
         }
@@ -96,9 +93,9 @@ pub async fn forward_and_store(
     if upstream_failed {
         metrics::counter!("reprise_upstream_errors_total", "kind" => "status").increment(1);
     }
-    if let (true, Some((entry, tier)), Some(key)) = (upstream_failed, &stale, request.key) {
+    if let (true, Some((entry, tier))) = (upstream_failed, &stale) {
         release(request, lock).await;
-        let mut answer = stale_answer(request, entry, *tier, &key);
+        let mut answer = stale_answer(request, entry, *tier);
         answer.upstream = Some(upstream_time);
         return Ok(answer);
     }
@@ -232,27 +229,21 @@ fn normalized_usage_body(body: &Bytes, usage: &Value) -> Bytes {
         .unwrap_or_else(|_| body.clone())
 }
 
-fn stale_answer(
-    request: &Request,
-    entry: &Entry,
-    tier: Tier,
-    key: &crate::cache::key::CacheKey,
-) -> Answer {
+pub fn stale_answer(request: &Request, entry: &Entry, tier: Tier) -> Answer {
     let cost: Option<Cost> = costing::hit(&request.state, &request.model, entry);
     let record = costing::hit_record(CacheStatus::Stale, Some(tier), entry, cost.as_ref());
     let response = respond::cached(
+        request,
         entry,
         CacheStatus::Stale,
         Some(tier),
-        key,
-        &request.provider.name,
         cost.as_ref(),
     );
     Answer::new(response, record)
 }
 
 /// Failures that stale-if-error covers: timeouts and unreachable providers.
-fn serves_stale_on(e: &ProxyError) -> bool {
+pub fn serves_stale_on(e: &ProxyError) -> bool {
     matches!(
         e,
         ProxyError::UpstreamTimeout { .. }

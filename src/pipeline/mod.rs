@@ -12,6 +12,7 @@ mod costing;
 mod forward;
 mod miss;
 mod respond;
+mod streaming;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +27,7 @@ use tokio::time::Instant;
 use crate::cache::entry::Entry;
 use crate::cache::flight::{self, Outcome, Role};
 use crate::cache::key::{body_key, custom_key, CacheKey, EndpointKind, KeyScope};
+use crate::cache::live::LiveStream;
 use crate::cache::mode::Mode;
 use crate::cache::policy::Directives;
 use crate::cache::ttl::Ttl;
@@ -60,6 +62,9 @@ pub(crate) struct Request {
     /// The bytes to send upstream.
     pub payload: Bytes,
     pub streaming: bool,
+    /// The client asked for `stream_options.include_usage` (reprise always
+    /// asks the provider, and drops the usage chunk for clients that did not).
+    pub wants_usage: bool,
 }
 
 impl Request {
@@ -154,15 +159,28 @@ pub async fn run(
     response
 }
 
-async fn flow(request: &Request) -> Result<Answer, ProxyError> {
+/// The upstream leg, streaming or not.
+async fn upstream(
+    request: &Request,
+    status: CacheStatus,
+    stale: Option<(Arc<Entry>, Tier)>,
+    guard: Option<flight::LeaderGuard>,
+    live: Option<Arc<LiveStream>>,
+    observed: Record,
+) -> Result<Answer, ProxyError> {
     if request.streaming {
-        // Streams bypass the cache for now (stream caching is its own feature).
-        return forward::stream(request, CacheStatus::Bypass).await;
+        let live = live.unwrap_or_else(LiveStream::new);
+        return streaming::lead(request, status, stale, guard, live).await;
     }
+    miss::forward_and_store(request, status, stale, guard, observed).await
+}
+
+async fn flow(request: &Request) -> Result<Answer, ProxyError> {
     let Some(key) = request.key else {
-        return miss::forward_and_store(
+        return upstream(
             request,
             CacheStatus::Bypass,
+            None,
             None,
             None,
             Record::default(),
@@ -170,7 +188,6 @@ async fn flow(request: &Request) -> Result<Answer, ProxyError> {
         .await;
     };
     let state = &request.state;
-    let provider = &request.provider.name;
 
     let mut record = Record::default();
     let mut stale: Option<(Arc<Entry>, Tier)> = None;
@@ -185,14 +202,8 @@ async fn flow(request: &Request) -> Result<Answer, ProxyError> {
                 let cost = costing::hit(state, &request.model, &entry);
                 let record =
                     costing::hit_record(CacheStatus::Hit, Some(tier), &entry, cost.as_ref());
-                let response = respond::cached(
-                    &entry,
-                    CacheStatus::Hit,
-                    Some(tier),
-                    &key,
-                    provider,
-                    cost.as_ref(),
-                );
+                let response =
+                    respond::cached(request, &entry, CacheStatus::Hit, Some(tier), cost.as_ref());
                 return Ok(Answer::new(response, record));
             }
             // Observe: record what serving it would have saved, then go upstream.
@@ -211,44 +222,44 @@ async fn flow(request: &Request) -> Result<Answer, ProxyError> {
         CacheStatus::Bypass
     };
     if !state.config.cache.single_flight.enabled || !request.mode.serves() {
-        return miss::forward_and_store(request, status, stale, None, record).await;
+        return upstream(request, status, stale, None, None, record).await;
     }
 
-    // Single-flight: lead, or follow an identical miss in progress. A failed
-    // leader is not copied: followers re-join once, so one of them retries.
+    // Single-flight: lead, or follow an identical miss in progress (a stream
+    // follower of a streaming leader reads the live bytes). A failed leader is
+    // not copied: followers re-join once, so one of them retries.
     let wait_timeout = state.config.cache.single_flight.wait_timeout;
     let mut rejoined = false;
     loop {
-        match state.flights.join(key) {
+        let live = request.streaming.then(LiveStream::new);
+        let slot = match state.flights.join(key, live.clone()) {
             Role::Leader(guard) => {
-                return miss::forward_and_store(request, status, stale, Some(guard), record).await
+                return upstream(request, status, stale, Some(guard), live, record).await
             }
-            Role::Follower(slot) => match flight::wait(slot, wait_timeout).await {
-                Some(Outcome::Shared(entry)) => {
-                    let cost = costing::hit(state, &request.model, &entry);
-                    let record =
-                        costing::hit_record(CacheStatus::Coalesced, None, &entry, cost.as_ref());
-                    let response = respond::cached(
-                        &entry,
-                        CacheStatus::Coalesced,
-                        None,
-                        &key,
-                        provider,
-                        cost.as_ref(),
-                    );
-                    return Ok(Answer::new(response, record));
-                }
-                Some(Outcome::Failed(_)) if !rejoined => rejoined = true,
-                Some(Outcome::Failed(Some(reply))) => {
-                    let record = Record {
-                        status: Some(CacheStatus::Coalesced),
-                        error: true,
-                        ..Record::default()
-                    };
-                    return Ok(Answer::new(respond::failed(&reply, &key), record));
-                }
-                _ => return miss::forward_and_store(request, status, stale, None, record).await,
-            },
+            Role::Follower(slot) => slot,
+        };
+        if let (true, Some(live)) = (request.streaming, &slot.live) {
+            return Ok(streaming::follow(request, live));
+        }
+        match flight::wait(slot, wait_timeout).await {
+            Some(Outcome::Shared(entry)) => {
+                let cost = costing::hit(state, &request.model, &entry);
+                let record =
+                    costing::hit_record(CacheStatus::Coalesced, None, &entry, cost.as_ref());
+                let response =
+                    respond::cached(request, &entry, CacheStatus::Coalesced, None, cost.as_ref());
+                return Ok(Answer::new(response, record));
+            }
+            Some(Outcome::Failed(_)) if !rejoined => rejoined = true,
+            Some(Outcome::Failed(Some(reply))) => {
+                let record = Record {
+                    status: Some(CacheStatus::Coalesced),
+                    error: true,
+                    ..Record::default()
+                };
+                return Ok(Answer::new(respond::failed(&reply, &key), record));
+            }
+            _ => return upstream(request, status, stale, None, None, record).await,
         }
     }
 }
@@ -276,6 +287,11 @@ fn prepare(
         body.insert("model".into(), Value::String(stripped.clone()));
     }
     let streaming = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let wants_usage = body
+        .get("stream_options")
+        .and_then(|o| o.get("include_usage"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
     let namespace = state.namespace(credential.as_deref(), directives.namespace.as_deref());
     let policy = state.policies.for_model(&upstream_model);
     let mode = if state.config.cache.enabled {
@@ -284,7 +300,7 @@ fn prepare(
         Mode::Off
     };
 
-    let cacheable = mode != Mode::Off && !streaming;
+    let cacheable = mode != Mode::Off;
     let key = cacheable.then(|| {
         let scope = KeyScope {
             namespace: &namespace,
@@ -300,7 +316,16 @@ fn prepare(
 
     // The caller's bytes when nothing changed, else the edited body (which
     // keeps the caller's key order: serde_json `preserve_order`).
-    let payload = if had_extension || route.stripped_model.is_some() {
+    let ask_usage = streaming && !wants_usage && kind == EndpointKind::Chat;
+    if ask_usage {
+        let options = body
+            .entry("stream_options")
+            .or_insert_with(|| Value::Object(Map::new()));
+        if let Some(o) = options.as_object_mut() {
+            o.insert("include_usage".into(), Value::Bool(true));
+        }
+    }
+    let payload = if had_extension || route.stripped_model.is_some() || ask_usage {
         Bytes::from(
             serde_json::to_vec(&body).map_err(|e| ProxyError::bad_request(e.to_string(), None))?,
         )
@@ -320,6 +345,7 @@ fn prepare(
         key,
         payload,
         streaming,
+        wants_usage,
     })
 }
 

@@ -1,26 +1,33 @@
-//! Rendering answers that come from the cache (hits, coalesced, stale).
+//! Rendering answers that come from the cache (hits, coalesced, stale), in
+//! the format the request asked for: an entry recorded from a stream answers
+//! a JSON request (assembled into a `chat.completion`), and a JSON entry
+//! answers a stream request (synthesized chunks, replayed as SSE).
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
+use bytes::Bytes;
+use serde_json::Value;
 
-use crate::cache::entry::Entry;
+use super::Request;
+use crate::cache::entry::{BodyFormat, Entry};
 use crate::cache::flight::FailedReply;
 use crate::cache::key::CacheKey;
+use crate::cost::Cost;
 use crate::render::{self, CacheMetadata, CacheStatus, RoutingMetadata, Tier};
+use crate::stream::{self, StoredStream};
 
 /// A stored entry as a response, with `routing_metadata` and cache headers.
 pub fn cached(
+    request: &Request,
     entry: &Entry,
     status: CacheStatus,
     tier: Option<Tier>,
-    key: &CacheKey,
-    provider: &str,
-    cost: Option<&crate::cost::Cost>,
+    cost: Option<&Cost>,
 ) -> Response {
     let age = entry.age().as_secs();
     let meta = RoutingMetadata {
-        provider,
+        provider: &request.provider.name,
         cache: CacheMetadata {
             status,
             tier,
@@ -29,9 +36,8 @@ pub fn cached(
         },
         cost,
     };
-    let body = render::with_routing_metadata(&entry.body, &meta);
     let mut headers = HeaderMap::new();
-    render::cache_headers(&mut headers, status, Some(key));
+    render::cache_headers(&mut headers, status, request.key.as_ref());
     if let Some(tier) = tier {
         headers.insert(
             HeaderName::from_static("x-cache-tier"),
@@ -40,11 +46,44 @@ pub fn cached(
     }
     headers.insert(header::AGE, HeaderValue::from(age));
     render::cost_headers(&mut headers, cost);
+
+    if request.streaming {
+        let stored = match entry.format {
+            BodyFormat::Stream => serde_json::from_slice::<StoredStream>(&entry.body).ok(),
+            BodyFormat::Json => serde_json::from_slice::<Value>(&entry.body)
+                .ok()
+                .map(|c| stream::synthesize(&c)),
+        };
+        if let Some(stored) = stored {
+            let meta = serde_json::to_value(&meta).ok();
+            let events = stream::replay(&stored, request.wants_usage, meta.as_ref());
+            let mut body = Vec::with_capacity(events.iter().map(Bytes::len).sum());
+            for e in &events {
+                body.extend_from_slice(e);
+            }
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            return render::response(
+                StatusCode::OK,
+                headers,
+                Body::from(body),
+                Some("text/event-stream"),
+            );
+        }
+    }
+    let json = match entry.format {
+        BodyFormat::Json => entry.body.clone(),
+        BodyFormat::Stream => serde_json::from_slice::<StoredStream>(&entry.body)
+            .ok()
+            .and_then(|s| serde_json::to_vec(&stream::assemble(&s)).ok())
+            .map(Bytes::from)
+            .unwrap_or_default(),
+    };
+    let body = render::with_routing_metadata(&json, &meta);
     render::response(
         StatusCode::OK,
         headers,
         Body::from(body),
-        Some(&entry.content_type),
+        Some("application/json"),
     )
 }
 

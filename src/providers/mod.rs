@@ -1,6 +1,9 @@
 //! Providers: routing a model to a configured provider, and the upstream
 //! request (URL, credentials, forwarded headers).
 
+pub mod anthropic_stream;
+pub mod inject;
+pub mod translate;
 
 use std::sync::Arc;
 

@@ -369,7 +369,6 @@ def test_stream_with_include_usage(client: openai.OpenAI, prompt: str) -> None:
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
 
 
-@pytest.mark.xfail(strict=False, reason="stream caching: issue 3")
 def test_second_stream_request_is_a_hit(client: openai.OpenAI, prompt: str, mock_calls: Callable[[], dict]) -> None:
     first, first_text = stream_raw(client, prompt)
     second, second_text = stream_raw(client, prompt)

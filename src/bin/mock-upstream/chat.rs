@@ -61,7 +61,10 @@ pub async fn handle(State(state): State<Shared>, headers: HeaderMap, raw: Bytes)
             Some("missing_required_parameter"),
         );
     }
-    let answer = build_answer(&req.body, &req.model, state.recorder.next_seq(), unix_now());
+    let mut answer = build_answer(&req.body, &req.model, state.recorder.next_seq(), unix_now());
+    if req.model.starts_with("deepseek") {
+        crate::anthropic::deepseek_usage(&state.prompt_cache, &req.body, &mut answer.usage);
+    }
     let streaming = req.body.get("stream").and_then(Value::as_bool) == Some(true);
     if !streaming {
         return openai::json_response(&render(&answer), req.cut);

@@ -1,7 +1,7 @@
 //! Call recording and the `/_mock/*` control routes.
 //!
-//! - `GET /_mock/calls` → `{"chat": n, "embeddings": n, "models": n, "total": n}`
-//! - `POST /_mock/reset` → zero the counters, forget the last request
+//! - `GET /_mock/calls` → `{"chat": n, "embeddings": n, "models": n, "messages": n, "total": n}`
+//! - `POST /_mock/reset` → zero the counters, forget the last request and the prompt cache
 //! - `GET /_mock/last` → raw bytes of the last body received on a `/v1` POST route
 //! - `GET /_mock/last_headers` → the last `/v1` request's headers as a JSON object
 //!
@@ -27,10 +27,17 @@ pub enum Endpoint {
     Chat,
     Embeddings,
     Models,
+    /// Anthropic `/v1/messages`.
+    Messages,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 3] = [Endpoint::Chat, Endpoint::Embeddings, Endpoint::Models];
+    pub const ALL: [Endpoint; 4] = [
+        Endpoint::Chat,
+        Endpoint::Embeddings,
+        Endpoint::Models,
+        Endpoint::Messages,
+    ];
 
     /// Key in the `/_mock/calls` JSON.
     pub fn name(self) -> &'static str {
@@ -38,6 +45,7 @@ impl Endpoint {
             Endpoint::Chat => "chat",
             Endpoint::Embeddings => "embeddings",
             Endpoint::Models => "models",
+            Endpoint::Messages => "messages",
         }
     }
 
@@ -145,6 +153,7 @@ async fn calls(State(state): State<Shared>) -> Json<Value> {
 
 async fn reset(State(state): State<Shared>) -> Json<Value> {
     state.recorder.reset();
+    state.prompt_cache.reset();
     Json(state.recorder.calls_json())
 }
 

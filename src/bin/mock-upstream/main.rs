@@ -6,6 +6,8 @@
 //! global sequence number) and `created` change between calls.
 //!
 //! Routes (see each module):
+//! - `anthropic.rs`: `/v1/messages` (Anthropic Messages JSON and SSE, prompt-cache
+//!   usage accounting, Anthropic-shaped errors).
 //! - `openai.rs`: `/v1/chat/completions` (→ `chat.rs`, `stream.rs`), `/v1/embeddings`
 //!   (→ `embeddings.rs`), `/v1/models`, the failure models and OpenAI-shaped errors;
 //!   `text.rs` holds the shared text/hash helpers.
@@ -18,6 +20,7 @@
 //! After binding, exactly one line is printed to stdout:
 //! `mock-upstream listening on http://127.0.0.1:PORT`.
 
+mod anthropic;
 mod chat;
 mod control;
 mod embeddings;
@@ -72,6 +75,8 @@ pub struct Config {
 pub struct AppState {
     pub config: Config,
     pub recorder: control::Recorder,
+    /// Prompt-cache imitation (Anthropic breakpoints, DeepSeek prefixes).
+    pub prompt_cache: anthropic::PromptCache,
 }
 
 pub type Shared = Arc<AppState>;
@@ -80,6 +85,7 @@ pub type Shared = Arc<AppState>;
 fn app(state: Shared) -> Router {
     Router::new()
         .merge(openai::routes())
+        .merge(anthropic::routes())
         .merge(control::routes())
         .fallback(openai::not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -107,6 +113,7 @@ async fn run(args: Args) -> std::io::Result<()> {
     let state = Arc::new(AppState {
         config,
         recorder: control::Recorder::default(),
+        prompt_cache: anthropic::PromptCache::default(),
     });
 
     let shutdown = shutdown_signal()?;

@@ -166,6 +166,20 @@ pub struct RoutingConfig {
 pub enum ProviderKind {
     /// Any OpenAI-compatible API.
     Openai,
+    /// Anthropic's Messages API (`x-api-key`, `anthropic-version`).
+    Anthropic,
+}
+
+/// Which request field carries the derived prompt-cache key on
+/// OpenAI-compatible providers.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptCacheField {
+    /// OpenAI's `prompt_cache_key`.
+    #[default]
+    PromptCacheKey,
+    /// `user` (Fireworks-style providers route cache affinity by user).
+    User,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -182,6 +196,60 @@ pub struct ProviderConfig {
     /// Glob patterns (`*`, `?`) of model names routed here.
     #[serde(default)]
     pub models: Vec<String>,
+    /// Turn on the provider's prompt caching for callers who did not:
+    /// Anthropic `cache_control` breakpoints, OpenAI `prompt_cache_key`.
+    /// Default: on for `anthropic` providers and for OpenAI's own API
+    /// (api.openai.com), off for other OpenAI-compatible servers (which may
+    /// reject unknown fields).
+    #[serde(default)]
+    pub inject_prompt_cache: Option<bool>,
+    /// OpenAI-compatible providers: the field carrying the derived key.
+    #[serde(default)]
+    pub prompt_cache_field: PromptCacheField,
+    /// OpenAI: `prompt_cache_retention` to request (e.g. "24h"), sent only to
+    /// models known to accept it (gpt-5*, gpt-4.1*).
+    #[serde(default)]
+    pub prompt_cache_retention: Option<String>,
+    /// Anthropic: the `anthropic-version` header.
+    #[serde(default = "default_anthropic_version")]
+    pub anthropic_version: String,
+    /// Anthropic: `max_tokens` for translated OpenAI requests that set none.
+    #[serde(default = "default_max_tokens")]
+    pub default_max_tokens: u64,
+}
+
+fn default_anthropic_version() -> String {
+    "2023-06-01".into()
+}
+
+fn default_max_tokens() -> u64 {
+    4096
+}
+
+impl ProviderConfig {
+    /// A provider with every optional setting at its default.
+    pub fn new(name: &str, kind: ProviderKind, base_url: &str, models: &[&str]) -> Self {
+        ProviderConfig {
+            name: name.into(),
+            kind,
+            base_url: base_url.into(),
+            api_key_env: None,
+            models: models.iter().map(|m| m.to_string()).collect(),
+            inject_prompt_cache: None,
+            prompt_cache_field: PromptCacheField::PromptCacheKey,
+            prompt_cache_retention: None,
+            anthropic_version: default_anthropic_version(),
+            default_max_tokens: default_max_tokens(),
+        }
+    }
+
+    /// Whether reprise injects prompt-cache fields for this provider.
+    pub fn injects_prompt_cache(&self) -> bool {
+        self.inject_prompt_cache.unwrap_or(match self.kind {
+            ProviderKind::Anthropic => true,
+            ProviderKind::Openai => self.base_url.starts_with("https://api.openai.com"),
+        })
+    }
 }
 
 impl Default for ServerConfig {
@@ -282,6 +350,11 @@ impl Default for Config {
                 ]
                 .map(String::from)
                 .to_vec(),
+                inject_prompt_cache: None,
+                prompt_cache_field: PromptCacheField::PromptCacheKey,
+                prompt_cache_retention: None,
+                anthropic_version: default_anthropic_version(),
+                default_max_tokens: default_max_tokens(),
             }],
         }
     }

@@ -84,6 +84,27 @@ impl ProxyError {
     }
 }
 
+impl ProxyError {
+    /// The same error in Anthropic's shape, for `/v1/messages`:
+    /// `{"type":"error","error":{"type","message"}}`.
+    pub fn anthropic_response(&self) -> Response {
+        let kind = match self.status().as_u16() {
+            400 | 413 => "invalid_request_error",
+            401 => "authentication_error",
+            404 => "not_found_error",
+            504 => "timeout_error",
+            _ => "api_error",
+        };
+        let body = json!({"type": "error", "error": {"type": kind, "message": self.to_string()}});
+        let mut response = (self.status(), body.to_string()).into_response();
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        response
+    }
+}
+
 impl IntoResponse for ProxyError {
     fn into_response(self) -> Response {
         let status = self.status();

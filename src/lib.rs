@@ -56,6 +56,7 @@ pub fn app(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(server::chat::completions))
         .route("/v1/embeddings", post(server::embeddings::create))
+        .route("/v1/messages", post(server::messages::create))
         .route("/v1/models", get(server::models::list))
         .route("/v1/directory/models", get(server::admin::directory))
         .route("/v1/cache/stats", get(server::admin::stats))

@@ -129,7 +129,21 @@ pub fn chat_request(system_words: usize, turns: usize, words_per_turn: usize) ->
     })
 }
 
-/// (label, serialized request) for the three sizes the key bench uses.
+/// A serialized [`chat_request`] of at least `target` bytes (the turns grow).
+pub fn chat_request_of_size(target: usize, turns: usize) -> Vec<u8> {
+    let mut words = 5;
+    loop {
+        let bytes = serde_json::to_vec(&chat_request(words * 2, turns, words)).unwrap();
+        if bytes.len() >= target {
+            return bytes;
+        }
+        words += 1.max(words * (target - bytes.len()) / target / 2);
+    }
+}
+
+/// (label, serialized request) for the three sizes the key bench uses: a
+/// two-message request, and ~4 KiB / ~100 KiB conversations (system prompt,
+/// turns, a tool call and its result, two tools).
 pub fn request_bodies() -> Vec<(&'static str, Vec<u8>)> {
     let small = json!({
         "model": "gpt-4o-mini",
@@ -139,16 +153,15 @@ pub fn request_bodies() -> Vec<(&'static str, Vec<u8>)> {
         ],
         "temperature": 0
     });
-    let medium = chat_request(120, 4, 80);
-    let large = chat_request(6000, 20, 600);
-    [("small", small), ("4KiB", medium), ("100KiB", large)]
-        .into_iter()
-        .map(|(label, v)| (label, serde_json::to_vec(&v).unwrap()))
-        .collect()
+    vec![
+        ("small", serde_json::to_vec(&small).unwrap()),
+        ("4KiB", chat_request_of_size(4 * 1024, 4)),
+        ("100KiB", chat_request_of_size(100 * 1024, 12)),
+    ]
 }
 
-/// A `chat.completion` response body of about `target` bytes (the assistant
-/// message grows to reach it).
+/// A `chat.completion` response body of `target` bytes or a few more (the
+/// assistant message grows to reach it).
 pub fn completion_body(target: usize) -> Vec<u8> {
     let render = |words: usize| {
         serde_json::to_vec(&json!({
@@ -169,12 +182,12 @@ pub fn completion_body(target: usize) -> Vec<u8> {
         }))
         .unwrap()
     };
-    let overhead = render(0).len();
-    // ~6.6 bytes per word of prose; refine once.
-    let mut words = target.saturating_sub(overhead) * 10 / 66;
-    let got = render(words).len();
-    if got < target {
-        words += (target - got) * 10 / 66;
+    let mut words = 0;
+    loop {
+        let body = render(words);
+        if body.len() >= target {
+            return body;
+        }
+        words += 1.max((target - body.len()) / 8);
     }
-    render(words)
 }

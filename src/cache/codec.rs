@@ -4,7 +4,8 @@
 //!
 //! ```text
 //! "RPR1"            magic + format version
-//! u8   flags        bit 0: body is LZ4 (size-prepended); bit 1: body is a stream
+//! u8   flags        bit 0: body is LZ4 (size-prepended); bit 1: an OpenAI stream;
+//!                   bit 2: an Anthropic SSE stream
 //! u64  written_at   ms since the Unix epoch
 //! u64  ttl_ms       u64::MAX = forever
 //! u64  total_tokens u64::MAX = unknown
@@ -25,14 +26,17 @@ use super::ttl::Ttl;
 const MAGIC: &[u8; 4] = b"RPR1";
 const FLAG_LZ4: u8 = 1;
 const FLAG_STREAM: u8 = 2;
+const FLAG_ANTHROPIC_SSE: u8 = 4;
 const HEADER: usize = 4 + 1 + 8 + 8 + 8 + 4 + 2;
 
 /// Encodes an entry; bodies of at least `compress_min` bytes (0 = never) are
 /// compressed when that actually saves space.
 pub fn encode(entry: &Entry, compress_min: usize) -> Bytes {
     let mut flags = 0u8;
-    if entry.format == BodyFormat::Stream {
-        flags |= FLAG_STREAM;
+    match entry.format {
+        BodyFormat::Json => {}
+        BodyFormat::Stream => flags |= FLAG_STREAM,
+        BodyFormat::AnthropicSse => flags |= FLAG_ANTHROPIC_SSE,
     }
     let compressed = (compress_min > 0 && entry.body.len() >= compress_min)
         .then(|| lz4_flex::compress_prepend_size(&entry.body))
@@ -104,6 +108,8 @@ pub fn decode(bytes: &[u8]) -> Option<Entry> {
     Some(Entry {
         format: if flags & FLAG_STREAM != 0 {
             BodyFormat::Stream
+        } else if flags & FLAG_ANTHROPIC_SSE != 0 {
+            BodyFormat::AnthropicSse
         } else {
             BodyFormat::Json
         },

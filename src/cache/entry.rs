@@ -12,8 +12,10 @@ use super::ttl::Ttl;
 pub enum BodyFormat {
     /// A complete JSON response body, exactly as the provider sent it.
     Json,
-    /// A recorded stream (JSON of `stream::StoredStream`).
+    /// A recorded OpenAI chat stream (JSON of `stream::StoredStream`).
     Stream,
+    /// A recorded Anthropic Messages stream: the SSE bytes as received.
+    AnthropicSse,
 }
 
 /// One cached upstream response (always a complete 2xx response).

@@ -33,6 +33,8 @@ impl CacheKey {
 pub enum EndpointKind {
     Chat,
     Embeddings,
+    /// Anthropic's native `/v1/messages`.
+    Messages,
 }
 
 impl EndpointKind {
@@ -40,6 +42,7 @@ impl EndpointKind {
         match self {
             EndpointKind::Chat => "chat",
             EndpointKind::Embeddings => "embeddings",
+            EndpointKind::Messages => "messages",
         }
     }
 }
@@ -63,6 +66,8 @@ enum FieldRole {
     Scope,
     /// Chat messages: string content is normalized to a text-part array.
     Messages,
+    /// Anthropic `system`: a string equals a one-text-block array.
+    System,
     /// Everything else, known or unknown.
     Included,
 }
@@ -123,17 +128,40 @@ fn embeddings_field(name: &str) -> FieldRole {
     }
 }
 
+/// Every Anthropic Messages field reprise knows, with its decision. Unlike
+/// chat completions, `stream` is part of the key here: Anthropic streams are
+/// replayed byte for byte and never converted to or from a JSON message.
+fn messages_field(name: &str) -> FieldRole {
+    match name {
+        "model" => FieldRole::Scope,
+        "messages" => FieldRole::Messages,
+        "system" => FieldRole::System,
+        "metadata" | "cache" => FieldRole::Excluded,
+        "stream" | "max_tokens" | "temperature" | "top_p" | "top_k" | "stop_sequences"
+        | "tools" | "tool_choice" | "thinking" | "service_tier" | "container" | "mcp_servers" => {
+            FieldRole::Included
+        }
+        _ => FieldRole::Included,
+    }
+}
+
 /// Key of a request body.
 pub fn body_key(scope: &KeyScope<'_>, body: &Map<String, Value>) -> CacheKey {
     let role: fn(&str) -> FieldRole = match scope.kind {
         EndpointKind::Chat => chat_field,
         EndpointKind::Embeddings => embeddings_field,
+        EndpointKind::Messages => messages_field,
     };
     let mut fields: Vec<(&String, &Value, FieldRole)> = body
         .iter()
         .filter(|(_, v)| !v.is_null())
         .map(|(k, v)| (k, v, role(k)))
-        .filter(|(_, _, r)| matches!(r, FieldRole::Messages | FieldRole::Included))
+        .filter(|(_, _, r)| {
+            matches!(
+                r,
+                FieldRole::Messages | FieldRole::System | FieldRole::Included
+            )
+        })
         .collect();
     fields.sort_unstable_by(|a, b| a.0.cmp(b.0));
 
@@ -144,6 +172,10 @@ pub fn body_key(scope: &KeyScope<'_>, body: &Map<String, Value>) -> CacheKey {
         enc.str(name);
         match role {
             FieldRole::Messages => enc.messages(value),
+            FieldRole::System => match value {
+                Value::String(text) => enc.text_part_array(text),
+                other => enc.value(other, Ctx::Normal),
+            },
             _ => enc.value(value, Ctx::Normal),
         }
     }
@@ -467,6 +499,26 @@ mod tests {
         assert_ne!(a, custom_key(&scope("other"), "k"));
         assert_ne!(a, custom_key(&scope("ns"), "k2"));
         assert_ne!(a, key(base()));
+    }
+
+    #[test]
+    fn anthropic_messages_normalize_system_and_keep_stream() {
+        let s = KeyScope {
+            kind: EndpointKind::Messages,
+            ..scope("ns")
+        };
+        let k = |b: Value| body_key(&s, b.as_object().unwrap());
+        let base = json!({"model": "claude", "max_tokens": 10, "system": "be brief", "messages": [{"role": "user", "content": "hi"}]});
+        let blocks = json!({"model": "claude", "max_tokens": 10,
+            "system": [{"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral"}}],
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]});
+        assert_eq!(k(blocks), k(base.clone()));
+        let mut streamed = base.clone();
+        streamed["stream"] = json!(true);
+        assert_ne!(k(streamed), k(base.clone()));
+        let mut meta = base.clone();
+        meta["metadata"] = json!({"user_id": "u"});
+        assert_eq!(k(meta), k(base));
     }
 
     #[test]

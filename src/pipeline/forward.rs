@@ -5,17 +5,8 @@ use axum::http::{header, HeaderMap, Method, StatusCode};
 use bytes::Bytes;
 
 use super::Request;
-use crate::cache::key::EndpointKind;
 use crate::error::ProxyError;
 use crate::upstream::{self, Deadline};
-
-/// Upstream path of each endpoint, relative to the provider's base URL.
-fn upstream_path(kind: EndpointKind) -> &'static str {
-    match kind {
-        EndpointKind::Chat => "/chat/completions",
-        EndpointKind::Embeddings => "/embeddings",
-    }
-}
 
 /// A complete buffered upstream answer.
 pub struct Reply {
@@ -32,7 +23,7 @@ pub async fn send(request: &Request, deadline: Deadline) -> Result<reqwest::Resp
         &request.state.client,
         &request.provider,
         Method::POST,
-        upstream_path(request.kind),
+        super::adapt::path(request.kind, request.wire),
         request.provider.upstream_headers(&request.headers),
         Some(request.payload.clone()),
         deadline,
@@ -47,11 +38,17 @@ pub async fn json(request: &Request) -> Result<Reply, ProxyError> {
     let response = send(request, deadline).await?;
     let status = response.status();
     let headers = upstream::passthrough_headers(response.headers());
-    let body = upstream::read_body(&request.provider, response, deadline).await?;
+    let mut body = upstream::read_body(&request.provider, response, deadline).await?;
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/json"));
+    if request.wire == super::adapt::Wire::ChatToAnthropic && status.is_success() && is_json {
+        body = translate_back(&body, &request.model).ok_or_else(|| ProxyError::UpstreamBroken {
+            provider: request.provider.name.clone(),
+            detail: "the Anthropic response could not be translated".into(),
+        })?;
+    }
     Ok(Reply {
         status,
         headers,
@@ -59,4 +56,12 @@ pub async fn json(request: &Request) -> Result<Reply, ProxyError> {
         is_json,
         elapsed: started.elapsed(),
     })
+}
+
+/// An Anthropic message as the `chat.completion` the caller asked for.
+fn translate_back(body: &[u8], model: &str) -> Option<Bytes> {
+    let message: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let created = crate::cache::entry::unix_ms_now() / 1000;
+    let completion = crate::providers::translate::messages_to_chat(&message, model, created);
+    serde_json::to_vec(&completion).ok().map(Bytes::from)
 }

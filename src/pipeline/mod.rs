@@ -8,10 +8,13 @@
 //! `miss.rs` is the upstream leg with coalescing, stale-if-error and storing;
 //! `costing.rs` prices responses.
 
+mod adapt;
 mod costing;
 mod forward;
 mod miss;
 mod respond;
+mod stream_client;
+mod stream_source;
 mod streaming;
 
 use std::sync::Arc;
@@ -65,6 +68,8 @@ pub(crate) struct Request {
     /// The client asked for `stream_options.include_usage` (reprise always
     /// asks the provider, and drops the usage chunk for clients that did not).
     pub wants_usage: bool,
+    /// The provider dialect (and translation) this request uses.
+    pub wire: adapt::Wire,
 }
 
 impl Request {
@@ -100,6 +105,10 @@ pub async fn run(
 ) -> Response {
     let started = Instant::now();
     let route = kind.as_str();
+    let render_error = |e: ProxyError| match kind {
+        EndpointKind::Messages => e.anthropic_response(),
+        _ => e.into_response(),
+    };
     let request = match prepare(state, kind, headers, parsed) {
         Ok(r) => r,
         Err(e) => {
@@ -111,7 +120,7 @@ pub async fn run(
                 started.elapsed(),
                 None,
             );
-            return e.into_response();
+            return render_error(e);
         }
     };
     let answer = match flow(&request).await {
@@ -121,7 +130,7 @@ pub async fn run(
                 error: true,
                 ..Record::default()
             };
-            Answer::new(e.into_response(), record)
+            Answer::new(render_error(e), record)
         }
     };
     let Answer {
@@ -197,7 +206,7 @@ async fn flow(request: &Request) -> Result<Answer, ProxyError> {
             .tiers
             .lookup(&key, &request.namespace, request.directives.max_age)
             .await;
-        if let Some((entry, tier)) = found.fresh {
+        if let Some((entry, tier)) = found.fresh.filter(|(e, _)| respond::compatible(request, e)) {
             if request.mode.serves() {
                 let cost = costing::hit(state, &request.model, &entry);
                 let record =
@@ -211,7 +220,7 @@ async fn flow(request: &Request) -> Result<Answer, ProxyError> {
             record.would_save_usd =
                 costing::hit(state, &request.model, &entry).map_or(0.0, |c| c.cache_savings_usd);
         }
-        stale = found.stale;
+        stale = found.stale.filter(|(e, _)| respond::compatible(request, e));
     }
     if request.directives.only_if_cached {
         return Err(ProxyError::NotCached);
@@ -242,7 +251,7 @@ async fn flow(request: &Request) -> Result<Answer, ProxyError> {
             return Ok(streaming::follow(request, live));
         }
         match flight::wait(slot, wait_timeout).await {
-            Some(Outcome::Shared(entry)) => {
+            Some(Outcome::Shared(entry)) if respond::compatible(request, &entry) => {
                 let cost = costing::hit(state, &request.model, &entry);
                 let record =
                     costing::hit_record(CacheStatus::Coalesced, None, &entry, cost.as_ref());
@@ -316,7 +325,8 @@ fn prepare(
 
     // The caller's bytes when nothing changed, else the edited body (which
     // keeps the caller's key order: serde_json `preserve_order`).
-    let ask_usage = streaming && !wants_usage && kind == EndpointKind::Chat;
+    let wire = adapt::wire(kind, &route.provider)?;
+    let ask_usage = streaming && !wants_usage && wire == adapt::Wire::OpenAi;
     if ask_usage {
         let options = body
             .entry("stream_options")
@@ -325,7 +335,16 @@ fn prepare(
             o.insert("include_usage".into(), Value::Bool(true));
         }
     }
-    let payload = if had_extension || route.stripped_model.is_some() || ask_usage {
+    let adapted = adapt::prepare_body(
+        &state,
+        kind,
+        wire,
+        &route.provider,
+        &namespace,
+        &upstream_model,
+        &mut body,
+    )?;
+    let payload = if had_extension || route.stripped_model.is_some() || ask_usage || adapted {
         Bytes::from(
             serde_json::to_vec(&body).map_err(|e| ProxyError::bad_request(e.to_string(), None))?,
         )
@@ -346,6 +365,7 @@ fn prepare(
         payload,
         streaming,
         wants_usage,
+        wire,
     })
 }
 

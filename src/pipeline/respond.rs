@@ -47,12 +47,24 @@ pub fn cached(
     headers.insert(header::AGE, HeaderValue::from(age));
     render::cost_headers(&mut headers, cost);
 
+    if entry.format == BodyFormat::AnthropicSse {
+        let meta = serde_json::to_value(&meta).ok();
+        let body = stream::anthropic::replay(&entry.body, meta.as_ref());
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        return render::response(
+            StatusCode::OK,
+            headers,
+            Body::from(body),
+            Some("text/event-stream"),
+        );
+    }
     if request.streaming {
         let stored = match entry.format {
             BodyFormat::Stream => serde_json::from_slice::<StoredStream>(&entry.body).ok(),
             BodyFormat::Json => serde_json::from_slice::<Value>(&entry.body)
                 .ok()
                 .map(|c| stream::synthesize(&c)),
+            BodyFormat::AnthropicSse => None,
         };
         if let Some(stored) = stored {
             let meta = serde_json::to_value(&meta).ok();
@@ -71,7 +83,7 @@ pub fn cached(
         }
     }
     let json = match entry.format {
-        BodyFormat::Json => entry.body.clone(),
+        BodyFormat::Json | BodyFormat::AnthropicSse => entry.body.clone(),
         BodyFormat::Stream => serde_json::from_slice::<StoredStream>(&entry.body)
             .ok()
             .and_then(|s| serde_json::to_vec(&stream::assemble(&s)).ok())
@@ -85,6 +97,18 @@ pub fn cached(
         Body::from(body),
         Some("application/json"),
     )
+}
+
+/// Whether `entry` can answer `request`: OpenAI entries convert between
+/// stream and JSON; Anthropic streams are only replayed to streams, and
+/// Anthropic JSON only answers JSON (a custom key can mix them up).
+pub fn compatible(request: &Request, entry: &Entry) -> bool {
+    match (request.kind, entry.format) {
+        (crate::cache::key::EndpointKind::Messages, BodyFormat::AnthropicSse) => request.streaming,
+        (crate::cache::key::EndpointKind::Messages, _) => !request.streaming,
+        (_, BodyFormat::AnthropicSse) => false,
+        _ => true,
+    }
 }
 
 /// A single-flight follower answered with the failure its retry confirmed.

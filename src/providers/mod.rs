@@ -10,7 +10,7 @@ use std::sync::Arc;
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use wildmatch::WildMatch;
 
-use crate::config::{Config, ProviderKind};
+use crate::config::{Config, PromptCacheField, ProviderKind};
 use crate::error::ProxyError;
 
 /// One configured provider, ready to use.
@@ -20,10 +20,19 @@ pub struct Provider {
     pub kind: ProviderKind,
     /// Base URL without a trailing slash, e.g. `https://api.openai.com/v1`.
     pub base_url: String,
-    /// `Authorization: Bearer …` built from the configured key, if any.
+    /// The configured key, if any, kept out of logs.
     api_key: Option<HeaderValue>,
     patterns: Vec<WildMatch>,
+    pub inject_prompt_cache: bool,
+    pub prompt_cache_field: PromptCacheField,
+    pub prompt_cache_retention: Option<String>,
+    anthropic_version: HeaderValue,
+    pub default_max_tokens: u64,
 }
+
+/// Caller headers passed upstream besides credentials.
+const FORWARDED_HEADERS: &[&str] = &["openai-organization", "openai-project", "openai-beta"];
+const FORWARDED_ANTHROPIC_HEADERS: &[&str] = &["anthropic-beta"];
 
 impl Provider {
     pub fn url(&self, path: &str) -> String {
@@ -31,39 +40,82 @@ impl Provider {
     }
 
     /// Headers for the upstream request. With a configured key, reprise sends
-    /// it; otherwise the caller's own `Authorization` goes through (BYOK).
+    /// it; otherwise the caller's own credential goes through (BYOK).
     pub fn upstream_headers(&self, caller: &HeaderMap) -> HeaderMap {
+        use axum::http::header::{ACCEPT_ENCODING, AUTHORIZATION, CONTENT_TYPE};
         let mut out = HeaderMap::new();
-        out.insert(
-            axum::http::header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
-        );
+        out.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         // Bodies are spliced and cached as bytes: never let them arrive compressed.
-        out.insert(
-            axum::http::header::ACCEPT_ENCODING,
-            HeaderValue::from_static("identity"),
-        );
-        match &self.api_key {
-            Some(key) => {
-                out.insert(axum::http::header::AUTHORIZATION, key.clone());
-            }
-            None => {
-                if let Some(auth) = caller.get(axum::http::header::AUTHORIZATION) {
-                    out.insert(axum::http::header::AUTHORIZATION, auth.clone());
+        out.insert(ACCEPT_ENCODING, HeaderValue::from_static("identity"));
+        match self.kind {
+            ProviderKind::Openai => {
+                let key = self
+                    .api_key
+                    .as_ref()
+                    .map(bearer)
+                    .or_else(|| caller.get(AUTHORIZATION).cloned());
+                if let Some(v) = key {
+                    out.insert(AUTHORIZATION, v);
                 }
+                copy(caller, &mut out, FORWARDED_HEADERS);
             }
-        }
-        for name in FORWARDED_HEADERS {
-            if let Some(v) = caller.get(*name) {
-                out.insert(HeaderName::from_static(name), v.clone());
+            ProviderKind::Anthropic => {
+                let key = self
+                    .api_key
+                    .clone()
+                    .or_else(|| caller_anthropic_key(caller));
+                if let Some(mut v) = key {
+                    v.set_sensitive(true);
+                    out.insert(HeaderName::from_static("x-api-key"), v);
+                }
+                let version = caller
+                    .get("anthropic-version")
+                    .cloned()
+                    .unwrap_or_else(|| self.anthropic_version.clone());
+                out.insert(HeaderName::from_static("anthropic-version"), version);
+                copy(caller, &mut out, FORWARDED_ANTHROPIC_HEADERS);
             }
         }
         out
     }
+
+    /// `prompt_cache_retention` for this model, when configured and the model
+    /// is known to accept it.
+    pub fn retention_for(&self, model: &str) -> Option<&str> {
+        let accepts = model.starts_with("gpt-5") || model.starts_with("gpt-4.1");
+        self.prompt_cache_retention.as_deref().filter(|_| accepts)
+    }
 }
 
-/// Caller headers passed upstream besides credentials.
-const FORWARDED_HEADERS: &[&str] = &["openai-organization", "openai-project", "openai-beta"];
+fn bearer(key: &HeaderValue) -> HeaderValue {
+    let mut v = HeaderValue::from_bytes(&[b"Bearer ", key.as_bytes()].concat())
+        .unwrap_or_else(|_| key.clone());
+    v.set_sensitive(true);
+    v
+}
+
+/// The caller's Anthropic key: `x-api-key`, or a bearer token.
+fn caller_anthropic_key(caller: &HeaderMap) -> Option<HeaderValue> {
+    if let Some(v) = caller.get("x-api-key") {
+        return Some(v.clone());
+    }
+    let auth = caller
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let token = auth
+        .strip_prefix("Bearer ")
+        .or_else(|| auth.strip_prefix("bearer "))?;
+    HeaderValue::from_str(token.trim()).ok()
+}
+
+fn copy(from: &HeaderMap, to: &mut HeaderMap, names: &[&'static str]) {
+    for name in names {
+        if let Some(v) = from.get(*name) {
+            to.insert(HeaderName::from_static(name), v.clone());
+        }
+    }
+}
 
 /// A resolved route: the provider and the model name it should receive.
 #[derive(Debug, Clone)]
@@ -90,8 +142,9 @@ impl Providers {
                     .api_key_env
                     .as_deref()
                     .and_then(|var| std::env::var(var).ok())
-                    .filter(|k| !k.trim().is_empty())
-                    .and_then(|k| HeaderValue::from_str(&format!("Bearer {}", k.trim())).ok())
+                    .map(|k| k.trim().to_owned())
+                    .filter(|k| !k.is_empty())
+                    .and_then(|k| HeaderValue::from_str(&k).ok())
                     .map(|mut v| {
                         v.set_sensitive(true);
                         v
@@ -102,6 +155,12 @@ impl Providers {
                     base_url: p.base_url.trim_end_matches('/').to_owned(),
                     api_key,
                     patterns: p.models.iter().map(|m| WildMatch::new(m)).collect(),
+                    inject_prompt_cache: p.injects_prompt_cache(),
+                    prompt_cache_field: p.prompt_cache_field,
+                    prompt_cache_retention: p.prompt_cache_retention.clone(),
+                    anthropic_version: HeaderValue::from_str(&p.anthropic_version)
+                        .unwrap_or_else(|_| HeaderValue::from_static("2023-06-01")),
+                    default_max_tokens: p.default_max_tokens,
                 })
             })
             .collect();
@@ -160,20 +219,14 @@ mod tests {
     fn providers(default: Option<&str>) -> Providers {
         let mut c = Config {
             providers: vec![
-                ProviderConfig {
-                    name: "openai".into(),
-                    kind: ProviderKind::Openai,
-                    base_url: "http://a/v1/".into(),
-                    api_key_env: None,
-                    models: vec!["gpt-*".into()],
-                },
-                ProviderConfig {
-                    name: "local".into(),
-                    kind: ProviderKind::Openai,
-                    base_url: "http://b/v1".into(),
-                    api_key_env: None,
-                    models: vec!["llama-?b".into()],
-                },
+                ProviderConfig::new("openai", ProviderKind::Openai, "http://a/v1/", &["gpt-*"]),
+                ProviderConfig::new("local", ProviderKind::Openai, "http://b/v1", &["llama-?b"]),
+                ProviderConfig::new(
+                    "claude",
+                    ProviderKind::Anthropic,
+                    "http://c/v1",
+                    &["claude-*"],
+                ),
             ],
             ..Config::default()
         };
@@ -189,10 +242,10 @@ mod tests {
         let r = p.route("local/gpt-4o").unwrap();
         assert_eq!(r.provider.name, "local");
         assert_eq!(r.stripped_model.as_deref(), Some("gpt-4o"));
-        assert_eq!(p.route("claude-3").unwrap_err().status(), 404);
+        assert_eq!(p.route("mistral-3").unwrap_err().status(), 404);
         assert_eq!(p.route("meta/llama").unwrap_err().status(), 404);
         let d = providers(Some("local"));
-        assert_eq!(d.route("claude-3").unwrap().provider.name, "local");
+        assert_eq!(d.route("mistral-3").unwrap().provider.name, "local");
         assert_eq!(
             d.route("openai/x").unwrap().provider.url("/models"),
             "http://a/v1/models"
@@ -212,5 +265,22 @@ mod tests {
         let out = provider.upstream_headers(&caller);
         assert_eq!(out["authorization"], "Bearer sk-caller");
         assert!(out.get("x-cache-ttl").is_none());
+    }
+
+    #[test]
+    fn anthropic_gets_x_api_key_and_version() {
+        let p = providers(None);
+        let claude = p.route("claude-sonnet-4").unwrap().provider;
+        assert!(claude.inject_prompt_cache);
+        let mut caller = HeaderMap::new();
+        caller.insert("authorization", HeaderValue::from_static("Bearer sk-ant"));
+        let out = claude.upstream_headers(&caller);
+        assert_eq!(out["x-api-key"], "sk-ant");
+        assert_eq!(out["anthropic-version"], "2023-06-01");
+        assert!(out.get("authorization").is_none());
+        assert!(
+            !p.route("gpt-4o").unwrap().provider.inject_prompt_cache,
+            "not api.openai.com"
+        );
     }
 }

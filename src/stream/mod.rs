@@ -38,6 +38,7 @@
 //! Numbers in stored chunks go through `serde_json::Value`: without serde_json's
 //! `float_roundtrip` feature a float (a logprob) may be re-printed one ULP off.
 
+pub mod anthropic;
 mod assemble;
 mod check;
 #[cfg(test)]

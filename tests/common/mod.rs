@@ -93,13 +93,12 @@ impl Mock {
 /// A config routing every model to the mock.
 pub fn config_for(mock_url: &str) -> Config {
     let mut config = Config {
-        providers: vec![ProviderConfig {
-            name: "mock".into(),
-            kind: ProviderKind::Openai,
-            base_url: format!("{mock_url}/v1"),
-            api_key_env: None,
-            models: vec!["*".into()],
-        }],
+        providers: vec![ProviderConfig::new(
+            "mock",
+            ProviderKind::Openai,
+            &format!("{mock_url}/v1"),
+            &["*"],
+        )],
         ..Config::default()
     };
     config.routing.default_provider = Some("mock".into());

@@ -110,6 +110,11 @@ async fn native_messages_are_cached_with_native_usage_and_exact_costs() {
     let hit = messages(&proxy, &body, &[]).await;
     assert_eq!(hit.cache_status(), "hit");
     assert_eq!(hit.upstream_json(), miss.upstream_json());
+    let total = (input + read + write + output) as u64;
+    assert_eq!(
+        hit.json()["routing_metadata"]["cache"]["tokens_saved"],
+        total
+    );
     let cost = &hit.json()["routing_metadata"]["cost"];
     assert_eq!(cost["usd"], 0.0);
     assert!(close(cost["cache_savings_usd"].as_f64().unwrap(), usd));

@@ -141,10 +141,11 @@ pub async fn forward_and_store(
                 .as_ref()
                 .and_then(|u| u.as_ref())
                 .map(|r| Bytes::copy_from_slice(r.get().as_bytes()));
+            // Normalized, so Anthropic usage (no `total_tokens`) counts too.
             let total = usage_value
                 .as_ref()
-                .and_then(|u| u.get("total_tokens"))
-                .and_then(Value::as_u64);
+                .and_then(crate::cost::normalize)
+                .map(|n| n.total_tokens);
             Arc::new(
                 Entry::new(reply.body.clone(), "application/json".into(), ttl, total)
                     .with_usage(raw_usage),

@@ -24,6 +24,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -222,11 +223,21 @@ ttl = "1h"
 [routing]
 default_provider = "mock"
 
+# Claude models go to the same mock, which also speaks Anthropic at /v1/messages.
+# Listed before `mock`, whose `*` catches everything else.
+[[providers]]
+name = "claude"
+kind = "anthropic"
+base_url = "{mock_upstream_url}/v1"
+models = ["claude-*"]
+
 [[providers]]
 name = "mock"
 kind = "openai"
 base_url = "{mock_upstream_url}/v1"
 models = ["*"]
+# Off by default for non-OpenAI hosts; on here so OpenAI requests get a prompt_cache_key.
+inject_prompt_cache = true
 """,
         encoding="utf-8",
     )
@@ -268,7 +279,7 @@ def reset_mock(mock_http: httpx.Client, reprise_url: str) -> None:
 
 @pytest.fixture
 def mock_calls(mock_http: httpx.Client) -> Callable[[], dict[str, int]]:
-    """`mock_calls()` -> `{"chat": n, "embeddings": n, "models": n, "total": n}` since the reset."""
+    """`mock_calls()` -> `{"chat": n, "embeddings": n, "models": n, "messages": n, "total": n}` since the reset."""
 
     def calls() -> dict[str, int]:
         r = mock_http.get("/_mock/calls")
@@ -344,3 +355,15 @@ def async_client_factory(reprise_url: str) -> Callable[..., openai.AsyncOpenAI]:
         return make_async_client(reprise_url, api_key)
 
     return factory
+
+
+def make_anthropic_client(reprise_url: str, api_key: str = "sk-ant-test") -> anthropic.Anthropic:
+    # The SDK appends /v1/messages to base_url. max_retries=0 keeps upstream counts exact.
+    return anthropic.Anthropic(base_url=reprise_url, api_key=api_key, max_retries=0, timeout=30)
+
+
+@pytest.fixture(scope="session")
+def anthropic_client(reprise_url: str) -> Iterator[anthropic.Anthropic]:
+    c = make_anthropic_client(reprise_url)
+    yield c
+    c.close()

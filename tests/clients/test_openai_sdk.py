@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from typing import Any, Callable
 
 import openai
@@ -375,4 +376,66 @@ def test_second_stream_request_is_a_hit(client: openai.OpenAI, prompt: str, mock
     assert status(second) == "hit", describe(second)
     assert second.headers.get("content-type", "").startswith("text/event-stream")
     assert second_text == first_text
+    assert mock_calls()["chat"] == 1
+
+
+def wait_until_cached(client: openai.OpenAI, prompt: str, tries: int = 200, **kwargs: Any) -> None:
+    """Bounded wait (tries x 10 ms) for an entry, using `only-if-cached` (504 until written)."""
+    for _ in range(tries):
+        try:
+            chat_raw(client, prompt, extra_headers={"Cache-Control": "only-if-cached"}, **kwargs)
+            return
+        except openai.APIStatusError as e:
+            assert e.status_code == 504, e
+        time.sleep(0.01)
+    pytest.fail(f"entry not cached after {tries} probes")
+
+
+# --- prompt-cache injection (the `mock` provider has `inject_prompt_cache = true`) ----------
+
+
+def test_prompt_cache_key_is_injected(
+    client: openai.OpenAI, prompt: str, mock_last: Callable[[], Any]
+) -> None:
+    raw = chat_raw(client, prompt)
+    assert raw.status_code == 200
+    forwarded = mock_last()
+    key = forwarded.get("prompt_cache_key")
+    assert isinstance(key, str) and key.startswith("reprise-"), forwarded
+    assert re.fullmatch(r"reprise-[0-9a-f]{32}", key), key
+    assert "sk-test-a" not in key  # derived from a hash, never the credential
+
+
+def test_prompt_cache_key_depends_on_prefix_and_credential(
+    client: openai.OpenAI, client_b: openai.OpenAI, prompt: str, mock_last: Callable[[], Any]
+) -> None:
+    """Same credential + model + system prefix -> same key; another credential -> another key."""
+    system = {"role": "system", "content": f"You are terse. ({prompt})"}
+
+    def key_for(c: openai.OpenAI, question: str) -> str:
+        c.chat.completions.create(model=MODEL, messages=[system, {"role": "user", "content": question}])
+        return mock_last()["prompt_cache_key"]
+
+    k1 = key_for(client, prompt + " first question")
+    k2 = key_for(client, prompt + " second question")
+    assert k1 == k2  # the user turn is not part of the stable prefix
+    assert key_for(client_b, prompt + " first question") != k1
+
+
+def test_caller_prompt_cache_key_is_forwarded_unchanged(
+    client: openai.OpenAI, prompt: str, mock_last: Callable[[], Any]
+) -> None:
+    raw = chat_raw(client, prompt, extra_body={"prompt_cache_key": "my-own-key-123"})
+    assert raw.status_code == 200
+    assert mock_last().get("prompt_cache_key") == "my-own-key-123"
+
+
+def test_prompt_cache_key_is_not_part_of_the_key(
+    client: openai.OpenAI, prompt: str, mock_calls: Callable[[], dict]
+) -> None:
+    """README "What the key covers": `prompt_cache_key` is excluded."""
+    assert_miss(chat_raw(client, prompt, extra_body={"prompt_cache_key": "caller-key"}))
+    wait_until_cached(client, prompt)  # the JSON write is off the response path
+    assert_hit(chat_raw(client, prompt))
+    assert_hit(chat_raw(client, prompt, extra_body={"prompt_cache_key": "another-key"}))
     assert mock_calls()["chat"] == 1

@@ -77,7 +77,7 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     config.validate()?;
-    crate::telemetry::handle();
+    crate::telemetry::spawn_upkeep();
     let state = Arc::new(AppState::new(config)?);
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "reprise listening on {addr}");

@@ -30,6 +30,25 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
         .as_ref()
 }
 
+/// Drains histogram samples into their buckets every few seconds: the
+/// exporter buffers raw samples until then, so without this (and without
+/// scrapes) memory would grow with traffic. Call once per runtime.
+pub fn spawn_upkeep() {
+    static STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if STARTED.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
+    if let Some(handle) = handle() {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                handle.run_upkeep();
+            }
+        });
+    }
+}
+
 fn describe() {
     metrics::describe_counter!(
         "reprise_requests_total",

@@ -51,6 +51,16 @@ pub fn path(kind: EndpointKind, wire: Wire) -> &'static str {
     }
 }
 
+/// Whether `prepare_body` may edit the body at all (so the caller's bytes
+/// can be forwarded without parsing them again when it cannot).
+pub fn may_change(kind: EndpointKind, wire: Wire, provider: &Provider) -> bool {
+    match wire {
+        Wire::OpenAi => kind == EndpointKind::Chat && provider.inject_prompt_cache,
+        Wire::Anthropic => provider.inject_prompt_cache,
+        Wire::ChatToAnthropic => true,
+    }
+}
+
 /// Translates the body for the provider and injects prompt-cache fields.
 /// Returns whether the body changed.
 pub fn prepare_body(

@@ -25,7 +25,7 @@ pub async fn send(request: &Request, deadline: Deadline) -> Result<reqwest::Resp
         Method::POST,
         super::adapt::path(request.kind, request.wire),
         request.provider.upstream_headers(&request.headers),
-        Some(request.payload.clone()),
+        Some(request.payload()?),
         deadline,
     )
     .await

@@ -62,8 +62,12 @@ pub(crate) struct Request {
     pub namespace: String,
     /// None when the request is not cacheable (mode off, streams).
     pub key: Option<CacheKey>,
-    /// The bytes to send upstream.
-    pub payload: Bytes,
+    /// The caller's bytes, forwarded as they are when nothing needs editing.
+    pub raw: Bytes,
+    /// The parsed body, `cache` extension removed and model prefix stripped.
+    pub body: Map<String, Value>,
+    /// Whether `body` differs from `raw` already.
+    pub edited: bool,
     pub streaming: bool,
     /// The client asked for `stream_options.include_usage` (reprise always
     /// asks the provider, and drops the usage chunk for clients that did not).
@@ -73,6 +77,42 @@ pub(crate) struct Request {
 }
 
 impl Request {
+    /// The bytes to send upstream, built only when the provider is called (a
+    /// hit never pays for it): the caller's bytes when nothing changed, else
+    /// the edited body, which keeps the caller's key order (serde_json
+    /// `preserve_order`). Adds `stream_options.include_usage` for OpenAI
+    /// streams, translates for Anthropic, injects prompt-cache fields.
+    pub fn payload(&self) -> Result<Bytes, ProxyError> {
+        let ask_usage = self.streaming && !self.wants_usage && self.wire == adapt::Wire::OpenAi;
+        if !self.edited && !ask_usage && !adapt::may_change(self.kind, self.wire, &self.provider) {
+            return Ok(self.raw.clone());
+        }
+        let mut body = self.body.clone();
+        if ask_usage {
+            let options = body
+                .entry("stream_options")
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Some(o) = options.as_object_mut() {
+                o.insert("include_usage".into(), Value::Bool(true));
+            }
+        }
+        let adapted = adapt::prepare_body(
+            &self.state,
+            self.kind,
+            self.wire,
+            &self.provider,
+            &self.namespace,
+            &self.model,
+            &mut body,
+        )?;
+        if !self.edited && !ask_usage && !adapted {
+            return Ok(self.raw.clone());
+        }
+        serde_json::to_vec(&body)
+            .map(Bytes::from)
+            .map_err(|e| ProxyError::bad_request(e.to_string(), None))
+    }
+
     /// Whether a successful answer may be written.
     pub fn writes(&self) -> bool {
         self.key.is_some() && self.mode.writes() && !self.directives.no_store
@@ -154,17 +194,30 @@ pub async fn run(
         .state
         .stats
         .record(&request.namespace, route, &request.model, &record);
-    tracing::info!(
-        route,
-        model = %request.model,
-        provider = %request.provider.name,
-        http_status = response.status().as_u16(),
-        cache_status = status,
-        tier,
-        upstream_ms = upstream.map(|d| d.as_secs_f64() * 1e3),
-        overhead_us = total.saturating_sub(upstream.unwrap_or_default()).as_micros() as u64,
-        "request"
-    );
+    // One line per request. Answers from the cache log at debug (they are the
+    // bulk of the traffic and cost nothing); everything that reached a
+    // provider or failed logs at info.
+    let served_from_cache = upstream.is_none() && !record.error;
+    macro_rules! request_line {
+        ($level:ident) => {
+            tracing::$level!(
+                route,
+                model = %request.model,
+                provider = %request.provider.name,
+                http_status = response.status().as_u16(),
+                cache_status = status,
+                tier,
+                upstream_ms = upstream.map(|d| d.as_secs_f64() * 1e3),
+                overhead_us = total.saturating_sub(upstream.unwrap_or_default()).as_micros() as u64,
+                "request"
+            )
+        };
+    }
+    if served_from_cache {
+        request_line!(debug);
+    } else {
+        request_line!(info);
+    }
     response
 }
 
@@ -323,34 +376,7 @@ fn prepare(
         }
     });
 
-    // The caller's bytes when nothing changed, else the edited body (which
-    // keeps the caller's key order: serde_json `preserve_order`).
     let wire = adapt::wire(kind, &route.provider)?;
-    let ask_usage = streaming && !wants_usage && wire == adapt::Wire::OpenAi;
-    if ask_usage {
-        let options = body
-            .entry("stream_options")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if let Some(o) = options.as_object_mut() {
-            o.insert("include_usage".into(), Value::Bool(true));
-        }
-    }
-    let adapted = adapt::prepare_body(
-        &state,
-        kind,
-        wire,
-        &route.provider,
-        &namespace,
-        &upstream_model,
-        &mut body,
-    )?;
-    let payload = if had_extension || route.stripped_model.is_some() || ask_usage || adapted {
-        Bytes::from(
-            serde_json::to_vec(&body).map_err(|e| ProxyError::bad_request(e.to_string(), None))?,
-        )
-    } else {
-        raw
-    };
     Ok(Request {
         default_ttl: policy.ttl.unwrap_or(state.config.cache.ttl),
         state,
@@ -362,7 +388,9 @@ fn prepare(
         mode,
         namespace,
         key,
-        payload,
+        raw,
+        edited: had_extension || route.stripped_model.is_some(),
+        body,
         streaming,
         wants_usage,
         wire,

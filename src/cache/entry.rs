@@ -39,10 +39,14 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// `body` is copied into an allocation of exactly its size: a `Bytes`
+    /// from the HTTP client is often a slice of a much larger read buffer, and
+    /// keeping the slice would keep (and hide from the byte bound) the whole
+    /// buffer for the entry's lifetime.
     pub fn new(body: Bytes, content_type: String, ttl: Ttl, total_tokens: Option<u64>) -> Self {
         Entry {
             format: BodyFormat::Json,
-            body,
+            body: Bytes::copy_from_slice(&body),
             content_type,
             written_at_ms: unix_ms_now(),
             stored_at: Instant::now(),
@@ -53,7 +57,7 @@ impl Entry {
     }
 
     pub fn with_usage(mut self, usage: Option<Bytes>) -> Self {
-        self.usage = usage;
+        self.usage = usage.map(|u| Bytes::copy_from_slice(&u));
         self
     }
 
@@ -84,13 +88,19 @@ impl Entry {
             .map(|ttl| ttl.saturating_sub(self.age()))
     }
 
-    /// Bytes this entry costs in memory, for the byte-bounded tier.
+    /// Bytes this entry costs in memory, for the byte-bounded tier: its
+    /// buffers plus a fixed overhead per entry (the struct, the cache's own
+    /// bookkeeping — hash table, LRU and timer-wheel nodes — and allocator
+    /// slack), measured with the load bench's L1-fill scenario.
     pub fn weight(&self) -> u32 {
         let usage = self.usage.as_ref().map_or(0, Bytes::len);
-        let bytes = self.body.len() + usage + self.content_type.len() + 160;
+        let bytes = self.body.len() + usage + self.content_type.len() + ENTRY_OVERHEAD;
         u32::try_from(bytes).unwrap_or(u32::MAX)
     }
 }
+
+/// Per-entry memory beyond the buffers, in bytes (see `Entry::weight`).
+pub const ENTRY_OVERHEAD: usize = 800;
 
 pub fn unix_ms_now() -> u64 {
     SystemTime::now()

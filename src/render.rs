@@ -109,7 +109,7 @@ pub fn cache_headers(headers: &mut HeaderMap, status: CacheStatus, key: Option<&
         HeaderValue::from_static(status.as_str()),
     );
     if let Some(key) = key {
-        if let Ok(v) = HeaderValue::from_str(&key.hex()) {
+        if let Ok(v) = HeaderValue::from_bytes(&key.hex_bytes()) {
             headers.insert(HeaderName::from_static("x-cache-key"), v);
         }
     }

@@ -124,16 +124,31 @@ fn round10(x: f64) -> f64 {
     (x * 1e10).round() / 1e10
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Slot {
-    namespace: String,
-    kind: &'static str,
-    model: String,
-}
+/// namespace → (cache type, model) → counters. Nested so the per-request
+/// lookup borrows its strings (no allocation once a slot exists).
+type Slots = HashMap<String, HashMap<&'static str, HashMap<String, Counters>>>;
 
 #[derive(Default)]
 pub struct Stats {
-    slots: Mutex<HashMap<Slot, Counters>>,
+    slots: Mutex<Slots>,
+}
+
+/// The counters of one slot, created on first use (two lookups when it
+/// exists already, allocation only when it does not).
+fn slot<'a>(
+    slots: &'a mut Slots,
+    namespace: &str,
+    kind: &'static str,
+    model: &str,
+) -> Option<&'a mut Counters> {
+    if !slots.contains_key(namespace) {
+        slots.insert(namespace.to_owned(), HashMap::new());
+    }
+    let models = slots.get_mut(namespace)?.entry(kind).or_default();
+    if !models.contains_key(model) {
+        models.insert(model.to_owned(), Counters::default());
+    }
+    models.get_mut(model)
 }
 
 impl Stats {
@@ -141,12 +156,9 @@ impl Stats {
         let Ok(mut slots) = self.slots.lock() else {
             return;
         };
-        let slot = Slot {
-            namespace: namespace.to_owned(),
-            kind,
-            model: model.to_owned(),
-        };
-        slots.entry(slot).or_default().add(r);
+        if let Some(c) = slot(&mut slots, namespace, kind, model) {
+            c.add(r);
+        }
     }
 
     /// Adds a cost learned after the response started (streams), without
@@ -155,14 +167,10 @@ impl Stats {
         let Ok(mut slots) = self.slots.lock() else {
             return;
         };
-        let slot = Slot {
-            namespace: namespace.to_owned(),
-            kind,
-            model: model.to_owned(),
-        };
-        let c = slots.entry(slot).or_default();
-        c.usd_spent += r.usd_spent;
-        c.usd_saved_by_provider_cache += r.usd_saved_provider;
+        if let Some(c) = slot(&mut slots, namespace, kind, model) {
+            c.usd_spent += r.usd_spent;
+            c.usd_saved_by_provider_cache += r.usd_saved_provider;
+        }
     }
 
     /// Totals, by cache type and by model, for the namespaces `visible` accepts.
@@ -171,10 +179,14 @@ impl Stats {
         let mut by_type: HashMap<&'static str, Counters> = HashMap::new();
         let mut by_model: HashMap<String, Counters> = HashMap::new();
         if let Ok(slots) = self.slots.lock() {
-            for (slot, c) in slots.iter().filter(|(s, _)| visible(&s.namespace)) {
-                total.merge(c);
-                by_type.entry(slot.kind).or_default().merge(c);
-                by_model.entry(slot.model.clone()).or_default().merge(c);
+            for (_, kinds) in slots.iter().filter(|(ns, _)| visible(ns)) {
+                for (kind, models) in kinds {
+                    for (model, c) in models {
+                        total.merge(c);
+                        by_type.entry(kind).or_default().merge(c);
+                        by_model.entry(model.clone()).or_default().merge(c);
+                    }
+                }
             }
         }
         let mut types: Vec<_> = by_type.into_iter().collect();

@@ -103,6 +103,26 @@ fn describe() {
     metrics::describe_gauge!("reprise_cache_bytes", "Bytes held by the memory tier");
 }
 
+const ROUTES: [&str; 4] = ["chat", "embeddings", "messages", "other"];
+const CLASSES: [&str; 4] = ["2xx", "4xx", "5xx", "other"];
+const CACHE: [&str; 6] = ["hit", "miss", "bypass", "coalesced", "stale", "none"];
+const TIERS: [&str; 3] = ["memory", "redis", "none"];
+
+fn index(names: &[&str], name: &str) -> usize {
+    names
+        .iter()
+        .position(|n| *n == name)
+        .unwrap_or(names.len() - 1)
+}
+
+/// Metric handles resolved once per label set: the registry lookup (hashing
+/// the name and labels) then happens once, not on every request.
+static REQUESTS: [OnceLock<metrics::Counter>; 4 * 4 * 6 * 3] =
+    [const { OnceLock::new() }; 4 * 4 * 6 * 3];
+static DURATION: [OnceLock<metrics::Histogram>; 4] = [const { OnceLock::new() }; 4];
+static OVERHEAD: [OnceLock<metrics::Histogram>; 4] = [const { OnceLock::new() }; 4];
+static UPSTREAM: [OnceLock<metrics::Histogram>; 4] = [const { OnceLock::new() }; 4];
+
 /// Records one finished request.
 pub fn request(
     route: &'static str,
@@ -113,20 +133,37 @@ pub fn request(
     upstream: Option<Duration>,
 ) {
     let class = match http_status {
-        200..=299 => "2xx",
-        400..=499 => "4xx",
-        500..=599 => "5xx",
-        _ => "other",
+        200..=299 => 0,
+        400..=499 => 1,
+        500..=599 => 2,
+        _ => 3,
     };
-    metrics::counter!("reprise_requests_total", "route" => route, "status" => class, "cache" => cache_status, "tier" => tier)
+    let (r, c, t) = (
+        index(&ROUTES, route),
+        index(&CACHE, cache_status),
+        index(&TIERS, tier),
+    );
+    let slot = ((r * 4 + class) * 6 + c) * 3 + t;
+    if let Some(cell) = REQUESTS.get(slot) {
+        cell.get_or_init(|| {
+            metrics::counter!("reprise_requests_total",
+                "route" => ROUTES[r], "status" => CLASSES[class], "cache" => CACHE[c], "tier" => TIERS[t])
+        })
         .increment(1);
-    metrics::histogram!("reprise_request_duration_seconds", "route" => route)
+    }
+    let route = ROUTES[r];
+    DURATION[r]
+        .get_or_init(|| metrics::histogram!("reprise_request_duration_seconds", "route" => route))
         .record(total.as_secs_f64());
     let overhead = total.saturating_sub(upstream.unwrap_or_default());
-    metrics::histogram!("reprise_overhead_seconds", "route" => route)
+    OVERHEAD[r]
+        .get_or_init(|| metrics::histogram!("reprise_overhead_seconds", "route" => route))
         .record(overhead.as_secs_f64());
     if let Some(up) = upstream {
-        metrics::histogram!("reprise_upstream_duration_seconds", "route" => route)
+        UPSTREAM[r]
+            .get_or_init(
+                || metrics::histogram!("reprise_upstream_duration_seconds", "route" => route),
+            )
             .record(up.as_secs_f64());
     }
 }

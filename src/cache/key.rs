@@ -24,8 +24,24 @@ pub struct CacheKey(pub [u8; 32]);
 
 impl CacheKey {
     pub fn hex(&self) -> String {
-        hex::encode(self.0)
+        String::from_utf8(self.hex_bytes().to_vec()).unwrap_or_default()
     }
+
+    /// The lowercase hex digits, without allocating (hot path: response headers).
+    pub fn hex_bytes(&self) -> [u8; 64] {
+        hex_into(&self.0)
+    }
+}
+
+/// Lowercase hex of 32 bytes into a fixed buffer.
+pub fn hex_into(bytes: &[u8; 32]) -> [u8; 64] {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 64];
+    for (i, b) in bytes.iter().enumerate() {
+        out[2 * i] = DIGITS[usize::from(b >> 4)];
+        out[2 * i + 1] = DIGITS[usize::from(b & 0x0f)];
+    }
+    out
 }
 
 /// Which endpoint a request belongs to; entries never cross kinds.
@@ -357,7 +373,8 @@ mod tests {
     #[test]
     fn deterministic_and_hex() {
         assert_eq!(key(base()), key(base()));
-        assert_eq!(key(base()).hex().len(), 64);
+        let k = key(base());
+        assert_eq!(k.hex(), hex::encode(k.0));
     }
 
     #[test]

@@ -402,11 +402,13 @@ pub fn credential_namespace(credential: Option<&str>) -> String {
     match credential {
         None => "anonymous".into(),
         Some(c) => {
-            let digest = Sha256::new()
+            let digest: [u8; 32] = Sha256::new()
                 .chain_update(b"reprise-namespace-v1\0")
                 .chain_update(c.as_bytes())
-                .finalize();
-            hex::encode(&digest[..16])
+                .finalize()
+                .into();
+            let hex = crate::cache::key::hex_into(&digest);
+            String::from_utf8(hex[..32].to_vec()).unwrap_or_default()
         }
     }
 }

@@ -28,6 +28,7 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
@@ -81,6 +82,13 @@ pub async fn run(
     let state = Arc::new(AppState::new(config)?);
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "reprise listening on {addr}");
+    // TCP_NODELAY: streamed chunks must leave as written, not wait for
+    // Nagle's algorithm to meet the client's delayed ACK (a 40 ms stall).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app(state))
         .with_graceful_shutdown(shutdown)
         .await?;

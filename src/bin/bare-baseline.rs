@@ -5,8 +5,9 @@
 //! shaped like a reprise cache hit: the request body is read fully (as reprise
 //! does), then a `chat.completion` JSON body with `routing_metadata` is
 //! returned with the same response headers a hit carries (`content-type`,
-//! `x-cache-status`, `x-cache-key`, `x-cache-tier`, `age`). It does no JSON
-//! parsing, hashing, cache lookup, tracing or metrics: the benchmark target is
+//! `x-cache-status`, `x-cache-key`, `x-cache-tier`, `age`,
+//! `x-reprise-cost-usd`, `x-reprise-savings-usd`). It does no JSON parsing,
+//! hashing, cache lookup, tracing or metrics: the benchmark target is
 //! "hit-path throughput ≥ 50% of this".
 //!
 //! `--body-file PATH` serves those exact bytes instead of the built-in body
@@ -80,6 +81,14 @@ async fn completions(State(body): State<Bytes>, request: Bytes) -> Response {
                 HeaderValue::from_static("memory"),
             ),
             (header::AGE, HeaderValue::from_static("0")),
+            (
+                HeaderName::from_static("x-reprise-cost-usd"),
+                HeaderValue::from_static("0"),
+            ),
+            (
+                HeaderName::from_static("x-reprise-savings-usd"),
+                HeaderValue::from_static("0.0000249"),
+            ),
         ],
         body,
     )

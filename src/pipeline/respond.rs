@@ -58,6 +58,15 @@ pub fn cached(
             Some("text/event-stream"),
         );
     }
+    if request.streaming && entry.format == BodyFormat::Stream {
+        let meta = serde_json::to_value(&meta).ok();
+        if let Some(replay) = stream::LazyReplay::new(entry.body.clone(), request.wants_usage, meta)
+        {
+            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            let body = Body::from_stream(first_event_first(replay));
+            return render::response(StatusCode::OK, headers, body, Some("text/event-stream"));
+        }
+    }
     if request.streaming {
         let stored = match entry.format {
             BodyFormat::Stream => serde_json::from_slice::<StoredStream>(&entry.body).ok(),
@@ -97,6 +106,28 @@ pub fn cached(
         Body::from(body),
         Some("application/json"),
     )
+}
+
+/// The replayed events as a body of two writes: the first event alone, then
+/// (after yielding once, so the server flushes it) everything else in one
+/// buffer. Time to first byte stays one chunk's work whatever the length,
+/// and the rest costs one write, not one per event.
+fn first_event_first(
+    replay: stream::LazyReplay,
+) -> impl futures_util::Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
+    futures_util::stream::unfold(Some((replay, true)), |state| async move {
+        let (mut replay, first) = state?;
+        if first {
+            let event = replay.next()?;
+            return Some((Ok(event), Some((replay, false))));
+        }
+        tokio::task::yield_now().await;
+        let mut rest = Vec::new();
+        for event in replay {
+            rest.extend_from_slice(&event);
+        }
+        (!rest.is_empty()).then(|| (Ok(Bytes::from(rest)), None))
+    })
 }
 
 /// Whether `entry` can answer `request`: OpenAI entries convert between

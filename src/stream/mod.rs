@@ -43,6 +43,7 @@ mod assemble;
 mod check;
 #[cfg(test)]
 mod fixtures;
+mod lazy;
 mod sse;
 mod synthesize;
 #[cfg(test)]
@@ -55,6 +56,7 @@ use serde_json::{Map, Value};
 
 pub use assemble::assemble;
 pub use check::{into_stored, ChatStreamRecorder, RecordedEvent, StreamOutcome};
+pub use lazy::LazyReplay;
 pub use sse::{data_event, SseEnd, SseEvent, SseParser, DONE_EVENT};
 pub use synthesize::synthesize;
 

@@ -1,11 +1,17 @@
 //! Streams: parsing an upstream `text/event-stream` body (`stream::SseParser`),
 //! recording it for the cache (`ChatStreamRecorder` → `StoredStream`), and the
 //! stream-hit path: decoding a stored stream from its entry body (JSON of
-//! `StoredStream`) and `stream::replay` turning it back into SSE events.
+//! `StoredStream`) and `stream::replay` turning it back into SSE events
+//! (eagerly, as hits did before commit e1c016e), or `stream::LazyReplay` (one
+//! event at a time, as they do now: first event = time to first byte).
 //!
 //! The stream is OpenAI-shaped: a role chunk, N content chunks of a few words,
 //! a finish chunk, a usage-only chunk and `data: [DONE]`. It is pushed to the
 //! parser in 1460-byte pieces (one TCP segment each), as it would arrive.
+//!
+//! Also the two format conversions a hit may need: a non-stream request
+//! answered from a stored stream (`assemble`) and a stream request answered
+//! from a stored `chat.completion` (`synthesize` + `replay`).
 //!
 //! `cargo bench --bench sse -- --warm-up-time 1 --measurement-time 3`
 
@@ -16,7 +22,9 @@ mod common;
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use reprise::stream::{replay, ChatStreamRecorder, SseParser, StoredStream};
+use reprise::stream::{
+    assemble, replay, synthesize, ChatStreamRecorder, LazyReplay, SseParser, StoredStream,
+};
 use serde_json::{json, Value};
 
 const SEGMENT: usize = 1460;
@@ -156,7 +164,88 @@ fn bench_sse(c: &mut Criterion) {
         );
     }
     group.finish();
+
+    // The same with `LazyReplay` (what a stream hit uses since commit e1c016e):
+    // the first event alone (time to first byte), and the whole stream.
+    let mut group = c.benchmark_group("sse_hit_lazy_first_event");
+    for (label, body) in &streams {
+        let entry_body = bytes::Bytes::from(serde_json::to_vec(&record(body)).unwrap());
+        group.bench_with_input(
+            BenchmarkId::from_parameter(label),
+            &entry_body,
+            |b, entry_body| {
+                b.iter(|| {
+                    let mut lazy =
+                        LazyReplay::new(black_box(entry_body.clone()), true, Some(meta.clone()))
+                            .unwrap();
+                    lazy.next()
+                })
+            },
+        );
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("sse_hit_lazy_all_events");
+    for (label, body) in &streams {
+        let entry_body = bytes::Bytes::from(serde_json::to_vec(&record(body)).unwrap());
+        group.throughput(Throughput::Bytes(body.len() as u64));
+        group.bench_with_input(
+            BenchmarkId::from_parameter(label),
+            &entry_body,
+            |b, entry_body| {
+                b.iter(|| {
+                    LazyReplay::new(black_box(entry_body.clone()), true, Some(meta.clone()))
+                        .unwrap()
+                        .count()
+                })
+            },
+        );
+    }
+    group.finish();
 }
 
-criterion_group!(benches, bench_sse);
+/// The other two conversions a hit may need (see `pipeline::respond`): a JSON
+/// request answered from a stored stream (decode, assemble, serialize), and a
+/// stream request answered from a stored `chat.completion` (parse, synthesize,
+/// replay).
+fn bench_conversions(c: &mut Criterion) {
+    let meta = json!({"provider": "openai",
+        "cache": {"status": "hit", "tier": "memory", "age_s": 42, "tokens_saved": 1800}});
+    let mut group = c.benchmark_group("sse_json_hit_from_stream_entry");
+    for n in [20usize, 100, 500] {
+        let entry_body = serde_json::to_vec(&record(&upstream_stream(n))).unwrap();
+        group.throughput(Throughput::Bytes(entry_body.len() as u64));
+        group.bench_with_input(
+            BenchmarkId::from_parameter(format!("{n}_chunks")),
+            &entry_body,
+            |b, entry_body| {
+                b.iter(|| {
+                    let stored: StoredStream =
+                        serde_json::from_slice(black_box(entry_body)).unwrap();
+                    serde_json::to_vec(&assemble(&stored)).unwrap()
+                })
+            },
+        );
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("sse_stream_hit_from_json_entry");
+    for n in [20usize, 100, 500] {
+        let completion = serde_json::to_vec(&assemble(&record(&upstream_stream(n)))).unwrap();
+        group.throughput(Throughput::Bytes(completion.len() as u64));
+        group.bench_with_input(
+            BenchmarkId::from_parameter(format!("{n}_chunks")),
+            &completion,
+            |b, completion| {
+                b.iter(|| {
+                    let value: Value = serde_json::from_slice(black_box(completion)).unwrap();
+                    replay(&synthesize(&value), true, Some(&meta))
+                })
+            },
+        );
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_sse, bench_conversions);
 criterion_main!(benches);

@@ -36,6 +36,9 @@ pub struct Entry {
     pub total_tokens: Option<u64>,
     /// The original call's `usage` object (raw JSON), for the hit's cost.
     pub usage: Option<Bytes>,
+    /// The hit's cost, computed once (prices are fixed for the process), for
+    /// the model it was computed for (custom keys can mix models).
+    pub hit_cost: std::sync::OnceLock<(String, Option<crate::cost::Cost>)>,
 }
 
 impl Entry {
@@ -53,6 +56,7 @@ impl Entry {
             ttl,
             total_tokens,
             usage: None,
+            hit_cost: std::sync::OnceLock::new(),
         }
     }
 

@@ -39,10 +39,18 @@ pub fn miss(state: &AppState, model: &str, usage: &Value) -> Option<Cost> {
 
 /// A hit (or coalesced/stale answer): savings = what the original call cost.
 pub fn hit(state: &AppState, model: &str, entry: &Entry) -> Option<Cost> {
-    let usage: Value = serde_json::from_slice(entry.usage.as_deref()?).ok()?;
-    let normalized = cost::normalize(&usage)?;
-    let price = price(state, model)?;
-    Some(cost::hit_cost(price, &normalized))
+    let compute = || -> Option<Cost> {
+        let usage: Value = serde_json::from_slice(entry.usage.as_deref()?).ok()?;
+        let normalized = cost::normalize(&usage)?;
+        let price = price(state, model)?;
+        Some(cost::hit_cost(price, &normalized))
+    };
+    let (for_model, cost) = entry.hit_cost.get_or_init(|| (model.to_owned(), compute()));
+    if for_model == model {
+        *cost
+    } else {
+        compute()
+    }
 }
 
 /// The stats record of an answer served from the cache.

@@ -13,6 +13,7 @@ pub mod cache;
 pub mod config;
 pub mod cost;
 pub mod error;
+pub mod json;
 pub mod pipeline;
 pub mod providers;
 pub mod render;

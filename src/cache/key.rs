@@ -12,7 +12,9 @@
 //! - fields that cannot change the output are excluded (see `chat_field`);
 //!   unknown fields are included, because unknown means "may affect output".
 
-use serde_json::{Map, Number, Value};
+use serde_json::Number;
+
+use crate::json::Json;
 use sha2::{Digest, Sha256};
 
 /// Bump when the canonical form changes: old entries then simply stop matching.
@@ -161,15 +163,15 @@ fn messages_field(name: &str) -> FieldRole {
     }
 }
 
-/// Key of a request body.
-pub fn body_key(scope: &KeyScope<'_>, body: &Map<String, Value>) -> CacheKey {
+/// Key of a request body (a JSON object; anything else keys as its value).
+pub fn body_key(scope: &KeyScope<'_>, body: &Json<'_>) -> CacheKey {
     let role: fn(&str) -> FieldRole = match scope.kind {
         EndpointKind::Chat => chat_field,
         EndpointKind::Embeddings => embeddings_field,
         EndpointKind::Messages => messages_field,
     };
-    let mut fields: Vec<(&String, &Value, FieldRole)> = body
-        .iter()
+    let mut fields: Vec<(&str, &Json<'_>, FieldRole)> = last_of_each_name(body)
+        .into_iter()
         .filter(|(_, v)| !v.is_null())
         .map(|(k, v)| (k, v, role(k)))
         .filter(|(_, _, r)| {
@@ -189,13 +191,32 @@ pub fn body_key(scope: &KeyScope<'_>, body: &Map<String, Value>) -> CacheKey {
         match role {
             FieldRole::Messages => enc.messages(value),
             FieldRole::System => match value {
-                Value::String(text) => enc.text_part_array(text),
+                Json::String(text) => enc.text_part_array(text),
                 other => enc.value(other, Ctx::Normal),
             },
             _ => enc.value(value, Ctx::Normal),
         }
     }
     enc.finish()
+}
+
+/// An object's members sorted by name, each name once with its last value
+/// (what parsing into a `serde_json::Map` keeps). O(n log n) for any input.
+fn last_of_each_name<'j, 'a>(object: &'j Json<'a>) -> Vec<(&'j str, &'j Json<'a>)> {
+    let Json::Object(members) = object else {
+        return Vec::new();
+    };
+    let mut sorted: Vec<(&str, &Json<'a>)> = members.iter().map(|(k, v)| (k.as_ref(), v)).collect();
+    // Stable: among equal names, document order is kept, so the last is last.
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
+    let mut out: Vec<(&str, &Json<'a>)> = Vec::with_capacity(sorted.len());
+    for (name, value) in sorted {
+        match out.last_mut() {
+            Some(last) if last.0 == name => last.1 = value,
+            _ => out.push((name, value)),
+        }
+    }
+    out
 }
 
 /// Key of a caller-chosen custom key (`x-cache-key`): replaces the body, stays
@@ -282,55 +303,55 @@ impl Encoder {
         }
     }
 
-    fn value(&mut self, v: &Value, ctx: Ctx) {
+    fn value(&mut self, v: &Json<'_>, ctx: Ctx) {
         match v {
-            Value::Null => self.tag(b'n'),
-            Value::Bool(b) => self.tag(if *b { b't' } else { b'f' }),
-            Value::Number(n) => self.number(n),
-            Value::String(s) => self.str(s),
-            Value::Array(items) => {
+            Json::Null => self.tag(b'n'),
+            Json::Bool(b) => self.tag(if *b { b't' } else { b'f' }),
+            Json::Number(n) => self.number(n),
+            Json::String(s) => self.str(s),
+            Json::Array(items) => {
                 self.tag(b'[');
                 self.len(items.len());
                 for item in items {
                     self.value(item, ctx);
                 }
             }
-            Value::Object(map) => self.object(map, ctx, false),
+            Json::Object(_) => self.object(v, ctx, false),
         }
     }
 
     /// An object with sorted keys. `message` enables content normalization.
-    fn object(&mut self, map: &Map<String, Value>, ctx: Ctx, message: bool) {
-        let mut entries: Vec<(&String, &Value)> = map
-            .iter()
-            .filter(|(k, _)| ctx == Ctx::Schema || k.as_str() != "cache_control")
-            .collect();
-        entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    fn object(&mut self, object: &Json<'_>, ctx: Ctx, message: bool) {
+        let mut entries = last_of_each_name(object);
+        if ctx != Ctx::Schema {
+            entries.retain(|(k, _)| *k != "cache_control");
+        }
         self.tag(b'{');
         self.len(entries.len());
         for (k, v) in entries {
             self.str(k);
-            let child = match k.as_str() {
+            let child = match k {
                 "parameters" | "input_schema" | "schema" => Ctx::Schema,
                 _ => ctx,
             };
-            match (message, k.as_str(), v) {
-                (true, "content", Value::String(text)) => self.text_part_array(text),
+            match (message, k, v) {
+                (true, "content", Json::String(text)) => self.text_part_array(text),
                 _ => self.value(v, child),
             }
         }
     }
 
     /// The messages array: each message object gets content normalization.
-    fn messages(&mut self, v: &Value) {
+    fn messages(&mut self, v: &Json<'_>) {
         match v {
-            Value::Array(items) => {
+            Json::Array(items) => {
                 self.tag(b'[');
                 self.len(items.len());
                 for item in items {
-                    match item {
-                        Value::Object(map) => self.object(map, Ctx::Normal, true),
-                        other => self.value(other, Ctx::Normal),
+                    if item.is_object() {
+                        self.object(item, Ctx::Normal, true);
+                    } else {
+                        self.value(item, Ctx::Normal);
                     }
                 }
             }
@@ -379,7 +400,7 @@ impl std::fmt::Write for StackText {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     use super::*;
 
@@ -393,7 +414,7 @@ mod tests {
     }
 
     fn key(body: Value) -> CacheKey {
-        body_key(&scope("ns"), body.as_object().unwrap())
+        body_key(&scope("ns"), &Json::from_value(&body))
     }
 
     fn base() -> Value {
@@ -433,6 +454,24 @@ mod tests {
             k.hex(),
             "177b6805f85dc751c493ba7e4cbd67f4dcdeb2e7793c26afa415417906718aeb"
         );
+    }
+
+    /// A repeated member keys like its last value (what the upstream's
+    /// JSON parser, like serde_json's `Map`, would see).
+    #[test]
+    fn repeated_members_key_as_their_last_value() {
+        let parse =
+            |text: &'static str| body_key(&scope("ns"), &Json::parse(text.as_bytes()).unwrap());
+        let once =
+            parse(r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":1}"#);
+        let twice = parse(
+            r#"{"temperature":0,"model":"m","messages":[{"role":"user","content":"x","content":"hi"}],"temperature":1}"#,
+        );
+        assert_eq!(once, twice);
+        let other = parse(
+            r#"{"model":"m","messages":[{"role":"user","content":"hi"}],"temperature":1,"temperature":0}"#,
+        );
+        assert_ne!(once, other);
     }
 
     #[test]
@@ -553,7 +592,7 @@ mod tests {
     #[test]
     fn scope_parts_change_the_key() {
         let body = base();
-        let map = body.as_object().unwrap();
+        let map = &Json::from_value(&body);
         let b = body_key(&scope("ns"), map);
         assert_ne!(body_key(&scope("other"), map), b);
         let mut s = scope("ns");
@@ -582,7 +621,7 @@ mod tests {
             kind: EndpointKind::Messages,
             ..scope("ns")
         };
-        let k = |b: Value| body_key(&s, b.as_object().unwrap());
+        let k = |b: Value| body_key(&s, &Json::from_value(&b));
         let base = json!({"model": "claude", "max_tokens": 10, "system": "be brief", "messages": [{"role": "user", "content": "hi"}]});
         let blocks = json!({"model": "claude", "max_tokens": 10,
             "system": [{"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral"}}],
@@ -602,7 +641,7 @@ mod tests {
             kind: EndpointKind::Embeddings,
             ..scope("ns")
         };
-        let k = |b: Value| body_key(&s, b.as_object().unwrap());
+        let k = |b: Value| body_key(&s, &Json::from_value(&b));
         let b = json!({"model": "e", "input": "x"});
         assert_eq!(
             k(json!({"model": "e", "input": "x", "user": "u"})),

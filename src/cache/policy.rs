@@ -15,10 +15,11 @@
 use std::time::Duration;
 
 use axum::http::HeaderMap;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use super::ttl::Ttl;
 use crate::error::ProxyError;
+use crate::json::Json;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Directives {
@@ -34,11 +35,12 @@ pub struct Directives {
 }
 
 impl Directives {
-    /// Reads the headers, then removes and reads the body's `cache` object.
-    pub fn extract(headers: &HeaderMap, body: &mut Map<String, Value>) -> Result<Self, ProxyError> {
+    /// Reads the body's `cache` object, then the headers. (The extension is
+    /// removed from what goes upstream by `Request::payload`.)
+    pub fn extract(headers: &HeaderMap, body: &Json<'_>) -> Result<Self, ProxyError> {
         let mut d = Directives::default();
-        if let Some(ext) = body.remove("cache") {
-            d.apply_body(ext)?;
+        if let Some(ext) = body.get("cache") {
+            d.apply_body(ext.to_value())?;
         }
         d.apply_headers(headers)?;
         Ok(d)
@@ -194,19 +196,17 @@ mod tests {
     fn extract(
         headers: &[(&'static str, &'static str)],
         body: Value,
-    ) -> Result<(Directives, Value), ProxyError> {
+    ) -> Result<Directives, ProxyError> {
         let mut map = HeaderMap::new();
         for (k, v) in headers {
             map.append(*k, HeaderValue::from_static(v));
         }
-        let mut body = body.as_object().cloned().unwrap_or_default();
-        let d = Directives::extract(&map, &mut body)?;
-        Ok((d, Value::Object(body)))
+        Directives::extract(&map, &Json::from_value(&body))
     }
 
     #[test]
     fn cache_control_forms() {
-        let (d, _) = extract(
+        let d = extract(
             &[
                 ("cache-control", "no-cache, no-store"),
                 ("cache-control", "max-age=30"),
@@ -225,7 +225,7 @@ mod tests {
 
     #[test]
     fn ttl_header_wins_over_max_age_and_default() {
-        let (d, _) = extract(
+        let d = extract(
             &[("cache-control", "max-age=30"), ("x-cache-ttl", "forever")],
             json!({}),
         )
@@ -234,13 +234,13 @@ mod tests {
             d.write_ttl(Ttl::After(Duration::from_secs(1))),
             Ttl::Forever
         );
-        let (d, _) = extract(&[], json!({})).unwrap();
+        let d = extract(&[], json!({})).unwrap();
         assert_eq!(d.write_ttl(Ttl::Forever), Ttl::Forever);
     }
 
     #[test]
-    fn body_extension_is_read_and_stripped() {
-        let (d, body) = extract(
+    fn body_extension_is_read() {
+        let d = extract(
             &[],
             json!({"model": "m", "cache": {"no_store": true, "ttl": "2m", "namespace": "team-a", "key": "k1", "max_age": 5}}),
         )
@@ -249,12 +249,11 @@ mod tests {
         assert_eq!(d.ttl, Some(Ttl::After(Duration::from_secs(120))));
         assert_eq!(d.namespace.as_deref(), Some("team-a"));
         assert_eq!(d.key.as_deref(), Some("k1"));
-        assert_eq!(body, json!({"model": "m"}));
     }
 
     #[test]
     fn header_wins_over_body() {
-        let (d, _) = extract(
+        let d = extract(
             &[("x-cache-namespace", "hdr")],
             json!({"cache": {"namespace": "body"}}),
         )

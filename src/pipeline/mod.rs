@@ -35,17 +35,11 @@ use crate::cache::mode::Mode;
 use crate::cache::policy::Directives;
 use crate::cache::ttl::Ttl;
 use crate::error::ProxyError;
+use crate::json::Json;
 use crate::providers::Provider;
 use crate::render::{CacheStatus, Tier};
 use crate::state::AppState;
 use crate::stats::Record;
-
-/// A parsed request body, as the route handler validated it.
-pub struct ParsedRequest {
-    /// The original bytes: forwarded unchanged when reprise modified nothing.
-    pub raw: Bytes,
-    pub body: Map<String, Value>,
-}
 
 /// Everything the flow decided about one request.
 pub(crate) struct Request {
@@ -64,10 +58,10 @@ pub(crate) struct Request {
     pub key: Option<CacheKey>,
     /// The caller's bytes, forwarded as they are when nothing needs editing.
     pub raw: Bytes,
-    /// The parsed body, `cache` extension removed and model prefix stripped.
-    pub body: Map<String, Value>,
-    /// Whether `body` differs from `raw` already.
-    pub edited: bool,
+    /// The body carries reprise's `cache` extension (removed upstream).
+    pub has_extension: bool,
+    /// `model` named a `provider/` prefix (stripped upstream).
+    pub model_prefixed: bool,
     pub streaming: bool,
     /// The client asked for `stream_options.include_usage` (reprise always
     /// asks the provider, and drops the usage chunk for clients that did not).
@@ -79,15 +73,26 @@ pub(crate) struct Request {
 impl Request {
     /// The bytes to send upstream, built only when the provider is called (a
     /// hit never pays for it): the caller's bytes when nothing changed, else
-    /// the edited body, which keeps the caller's key order (serde_json
-    /// `preserve_order`). Adds `stream_options.include_usage` for OpenAI
-    /// streams, translates for Anthropic, injects prompt-cache fields.
+    /// the edited body, parsed from those bytes into a `Map` that keeps the
+    /// caller's key order (serde_json `preserve_order`). Removes the `cache`
+    /// extension, strips a `provider/` model prefix, adds
+    /// `stream_options.include_usage` for OpenAI streams, translates for
+    /// Anthropic, injects prompt-cache fields.
     pub fn payload(&self) -> Result<Bytes, ProxyError> {
         let ask_usage = self.streaming && !self.wants_usage && self.wire == adapt::Wire::OpenAi;
-        if !self.edited && !ask_usage && !adapt::may_change(self.kind, self.wire, &self.provider) {
+        let edited = self.has_extension || self.model_prefixed;
+        if !edited && !ask_usage && !adapt::may_change(self.kind, self.wire, &self.provider) {
             return Ok(self.raw.clone());
         }
-        let mut body = self.body.clone();
+        // The route handler validated these bytes as a JSON object already.
+        let mut body: Map<String, Value> = serde_json::from_slice(&self.raw)
+            .map_err(|e| ProxyError::bad_request(e.to_string(), None))?;
+        if self.has_extension {
+            body.shift_remove("cache");
+        }
+        if self.model_prefixed {
+            body.insert("model".into(), Value::String(self.model.clone()));
+        }
         if ask_usage {
             let options = body
                 .entry("stream_options")
@@ -105,7 +110,7 @@ impl Request {
             &self.model,
             &mut body,
         )?;
-        if !self.edited && !ask_usage && !adapted {
+        if !edited && !ask_usage && !adapted {
             return Ok(self.raw.clone());
         }
         serde_json::to_vec(&body)
@@ -137,11 +142,13 @@ impl Answer {
 }
 
 /// Runs the flow; every failure becomes an OpenAI-shaped error response.
+/// `raw` is the caller's body; `body` its validated parse (borrowing `raw`).
 pub async fn run(
     state: Arc<AppState>,
     kind: EndpointKind,
     headers: HeaderMap,
-    parsed: ParsedRequest,
+    raw: Bytes,
+    body: &Json<'_>,
 ) -> Response {
     let started = Instant::now();
     let route = kind.as_str();
@@ -149,7 +156,7 @@ pub async fn run(
         EndpointKind::Messages => e.anthropic_response(),
         _ => e.into_response(),
     };
-    let request = match prepare(state, kind, headers, parsed) {
+    let request = match prepare(state, kind, headers, raw, body) {
         Ok(r) => r,
         Err(e) => {
             crate::telemetry::request(
@@ -331,28 +338,24 @@ fn prepare(
     state: Arc<AppState>,
     kind: EndpointKind,
     headers: HeaderMap,
-    parsed: ParsedRequest,
+    raw: Bytes,
+    body: &Json<'_>,
 ) -> Result<Request, ProxyError> {
     let credential = state.authenticate(&headers)?;
-    let ParsedRequest { raw, mut body } = parsed;
-    let had_extension = body.contains_key("cache");
-    let directives = Directives::extract(&headers, &mut body)?;
+    let directives = Directives::extract(&headers, body)?;
 
-    let model = body
-        .get("model")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_owned();
-    let route = state.providers.route(&model)?;
-    let upstream_model = route.stripped_model.clone().unwrap_or(model);
-    if let Some(stripped) = &route.stripped_model {
-        body.insert("model".into(), Value::String(stripped.clone()));
-    }
-    let streaming = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let model = body.get("model").and_then(Json::as_str).unwrap_or_default();
+    let route = state.providers.route(model)?;
+    let model_prefixed = route.stripped_model.is_some();
+    let upstream_model = route
+        .stripped_model
+        .clone()
+        .unwrap_or_else(|| model.to_owned());
+    let streaming = body.get("stream").and_then(Json::as_bool).unwrap_or(false);
     let wants_usage = body
         .get("stream_options")
         .and_then(|o| o.get("include_usage"))
-        .and_then(Value::as_bool)
+        .and_then(Json::as_bool)
         .unwrap_or(false);
     let namespace = state.namespace(credential.as_deref(), directives.namespace.as_deref());
     let policy = state.policies.for_model(&upstream_model);
@@ -372,7 +375,7 @@ fn prepare(
         };
         match &directives.key {
             Some(custom) => custom_key(&scope, custom),
-            None => body_key(&scope, &body),
+            None => body_key(&scope, body),
         }
     });
 
@@ -389,8 +392,8 @@ fn prepare(
         namespace,
         key,
         raw,
-        edited: had_extension || route.stripped_model.is_some(),
-        body,
+        has_extension: body.get("cache").is_some(),
+        model_prefixed,
         streaming,
         wants_usage,
         wire,

@@ -5,13 +5,12 @@ use std::sync::Arc;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use bytes::Bytes;
-use serde_json::{Map, Value};
 
 use crate::cache::key::EndpointKind;
 use crate::error::ProxyError;
-use crate::pipeline;
+use crate::json::Json;
 use crate::state::AppState;
 
 pub async fn completions(
@@ -19,25 +18,20 @@ pub async fn completions(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let parsed = super::parse_body(body, state.config.server.body_limit_bytes)
-        .and_then(|p| validate(&p.body).map(|()| p));
-    match parsed {
-        Ok(parsed) => pipeline::run(state, EndpointKind::Chat, headers, parsed).await,
-        Err(e) => e.into_response(),
-    }
+    super::cached_route(state, EndpointKind::Chat, headers, body, validate).await
 }
 
-fn validate(body: &Map<String, Value>) -> Result<(), ProxyError> {
+fn validate(body: &Json<'_>) -> Result<(), ProxyError> {
     super::require_model(body)?;
     match body.get("messages") {
-        Some(Value::Array(m)) if !m.is_empty() => {}
-        Some(Value::Array(_)) => {
+        Some(Json::Array(m)) if !m.is_empty() => {}
+        Some(Json::Array(_)) => {
             return Err(ProxyError::bad_request(
                 "`messages` must contain at least one message",
                 Some("messages"),
             ))
         }
-        None | Some(Value::Null) => {
+        None | Some(Json::Null) => {
             return Err(ProxyError::bad_request(
                 "`messages` is required",
                 Some("messages"),

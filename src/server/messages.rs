@@ -7,11 +7,10 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use bytes::Bytes;
-use serde_json::{Map, Value};
 
 use crate::cache::key::EndpointKind;
 use crate::error::ProxyError;
-use crate::pipeline;
+use crate::json::Json;
 use crate::state::AppState;
 
 pub async fn create(
@@ -19,19 +18,14 @@ pub async fn create(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let parsed = super::parse_body(body, state.config.server.body_limit_bytes)
-        .and_then(|p| validate(&p.body).map(|()| p));
-    match parsed {
-        Ok(parsed) => pipeline::run(state, EndpointKind::Messages, headers, parsed).await,
-        Err(e) => e.anthropic_response(),
-    }
+    super::cached_route(state, EndpointKind::Messages, headers, body, validate).await
 }
 
-fn validate(body: &Map<String, Value>) -> Result<(), ProxyError> {
+fn validate(body: &Json<'_>) -> Result<(), ProxyError> {
     super::require_model(body)?;
     match body.get("messages") {
-        Some(Value::Array(m)) if !m.is_empty() => {}
-        None | Some(Value::Null) => {
+        Some(Json::Array(m)) if !m.is_empty() => {}
+        None | Some(Json::Null) => {
             return Err(ProxyError::bad_request(
                 "`messages` is required",
                 Some("messages"),
@@ -45,8 +39,8 @@ fn validate(body: &Map<String, Value>) -> Result<(), ProxyError> {
         }
     }
     match body.get("max_tokens") {
-        Some(Value::Number(n)) if n.as_u64().is_some_and(|n| n > 0) => {}
-        None | Some(Value::Null) => {
+        Some(Json::Number(n)) if n.as_u64().is_some_and(|n| n > 0) => {}
+        None | Some(Json::Null) => {
             return Err(ProxyError::bad_request(
                 "`max_tokens` is required",
                 Some("max_tokens"),

@@ -8,19 +8,45 @@ pub mod messages;
 pub mod models;
 pub mod ops;
 
+use std::sync::Arc;
+
 use axum::extract::rejection::BytesRejection;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use serde_json::{Map, Value};
 
+use crate::cache::key::EndpointKind;
 use crate::error::ProxyError;
-use crate::pipeline::ParsedRequest;
+use crate::json::Json;
+use crate::pipeline;
+use crate::state::AppState;
 
-/// Turns the buffered body (or its rejection) into a JSON object.
-pub fn parse_body(
+/// What every cached route does: read the body, parse it (borrowing from the
+/// bytes), validate it, run the flow. Errors render in the route's dialect.
+pub async fn cached_route(
+    state: Arc<AppState>,
+    kind: EndpointKind,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-    limit: usize,
-) -> Result<ParsedRequest, ProxyError> {
+    validate: fn(&Json<'_>) -> Result<(), ProxyError>,
+) -> Response {
+    let render_error = |e: ProxyError| match kind {
+        EndpointKind::Messages => e.anthropic_response(),
+        _ => e.into_response(),
+    };
+    let raw = match read_body(body, state.config.server.body_limit_bytes) {
+        Ok(raw) => raw,
+        Err(e) => return render_error(e),
+    };
+    let parsed = parse_object(&raw).and_then(|json| validate(&json).map(|()| json));
+    match parsed {
+        Ok(json) => pipeline::run(state, kind, headers, raw.clone(), &json).await,
+        Err(e) => render_error(e),
+    }
+}
+
+/// The buffered body, or the reason there is none.
+fn read_body(body: Result<Bytes, BytesRejection>, limit: usize) -> Result<Bytes, ProxyError> {
     let raw = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ProxyError::PayloadTooLarge { limit }
@@ -37,26 +63,31 @@ pub fn parse_body(
             None,
         ));
     }
-    let value: Value = serde_json::from_slice(&raw).map_err(|e| {
+    Ok(raw)
+}
+
+/// The body as a JSON object.
+pub fn parse_object(raw: &[u8]) -> Result<Json<'_>, ProxyError> {
+    let json = Json::parse(raw).map_err(|e| {
         ProxyError::bad_request(
             format!("We could not parse the JSON body of your request: {e}"),
             None,
         )
     })?;
-    let Value::Object(body) = value else {
+    if !json.is_object() {
         return Err(ProxyError::bad_request(
             "the request body must be a JSON object",
             None,
         ));
-    };
-    Ok(ParsedRequest { raw, body })
+    }
+    Ok(json)
 }
 
 /// `model`: required, a non-empty string.
-pub fn require_model(body: &Map<String, Value>) -> Result<(), ProxyError> {
+pub fn require_model(body: &Json<'_>) -> Result<(), ProxyError> {
     match body.get("model") {
-        Some(Value::String(m)) if !m.is_empty() => Ok(()),
-        None | Some(Value::Null) => Err(ProxyError::bad_request(
+        Some(Json::String(m)) if !m.is_empty() => Ok(()),
+        None | Some(Json::Null) => Err(ProxyError::bad_request(
             "you must provide a model parameter (`model` is missing)",
             Some("model"),
         )),
@@ -68,9 +99,9 @@ pub fn require_model(body: &Map<String, Value>) -> Result<(), ProxyError> {
 }
 
 /// `stream`, when present, must be a boolean.
-pub fn check_stream(body: &Map<String, Value>) -> Result<(), ProxyError> {
+pub fn check_stream(body: &Json<'_>) -> Result<(), ProxyError> {
     match body.get("stream") {
-        None | Some(Value::Null) | Some(Value::Bool(_)) => Ok(()),
+        None | Some(Json::Null) | Some(Json::Bool(_)) => Ok(()),
         Some(_) => Err(ProxyError::bad_request(
             "`stream` must be a boolean",
             Some("stream"),

@@ -20,6 +20,9 @@
 #   STREAM_REQUESTS=500  sequential requests of the streaming TTFB scenario
 #   PIN=1                pin servers to SERVER_CPU and wrk + mock + redis to CLIENT_CPU
 #   SERVER_CPU=0 CLIENT_CPU=1
+#   ROUNDS=3             paired rounds: the hit/bare pair and the miss trio (direct,
+#                        through reprise, through reprise on the client's CPU) run
+#                        ROUNDS times alternating; the derived ratios are medians
 #   PROFILE=0            1 = perf-record reprise during the memory-hit scenario
 #   OUT=bench/results/latest.md
 #   KEEP=0               1 = keep the work directory (configs, logs, raw wrk output)
@@ -45,6 +48,7 @@ PIN=${PIN:-1}
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
 PROFILE=${PROFILE:-0}
+ROUNDS=${ROUNDS:-3}
 OUT=${OUT:-bench/results/latest.md}
 KEEP=${KEEP:-0}
 BUILD=${BUILD:-1}
@@ -161,9 +165,11 @@ done
 [[ $(redis-cli -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]] || die "redis-server did not start"
 
 declare -A R_PORT R_PID R_IDLE
-# start_reprise NAME BACKEND MAX_BYTES
+# start_reprise NAME BACKEND MAX_BYTES [CPU]: pinned to SERVER_CPU, or to CPU if given
 start_reprise() {
-  local name=$1 backend=$2 max_bytes=$3 port
+  local name=$1 backend=$2 max_bytes=$3 cpu=${4:-} port
+  local pin=("${PIN_SERVER[@]}")
+  [[ -n $cpu && $PIN == 1 ]] && pin=(taskset -c "$cpu")
   port=$(free_port)
   cat >"$WORK/$name.toml" <<EOF
 [server]
@@ -188,7 +194,7 @@ kind = "openai"
 base_url = "http://$MOCK_ADDR/v1"
 models = ["*"]
 EOF
-  RUST_LOG=warn "${PIN_SERVER[@]}" target/release/reprise --config "$WORK/$name.toml" \
+  RUST_LOG=warn "${pin[@]}" target/release/reprise --config "$WORK/$name.toml" \
     --listen "127.0.0.1:$port" >"$WORK/$name.out" 2>"$WORK/$name.log" &
   R_PID[$name]=$!
   PIDS+=("$!")
@@ -206,6 +212,9 @@ start_reprise l1big memory $((L1_MIB * 1024 * 1024))
 start_reprise l1small memory $((L1_MIB * 1024 * 1024))
 # A fresh instance for the TTFB scenarios (the memory one is full of misses by then).
 start_reprise ttfb memory 268435456
+# For the miss-overhead latency on one CPU: wrk, the mock and this reprise share
+# CLIENT_CPU, like the direct run (wrk and the mock) does; see BENCHMARKS.md.
+start_reprise samecpu memory 268435456 "$CLIENT_CPU"
 
 # post URL BODY_FILE [extra curl args...]: prints the x-cache-status; body to $WORK/last.body
 post() {
@@ -288,8 +297,35 @@ scenario() {
   RES[$id.rss]=$(mib "$(status_kib "$pid" VmRSS)")
   local errors=$((RES[$id.err_connect] + RES[$id.err_read] + RES[$id.err_write] + RES[$id.err_status] + RES[$id.err_timeout]))
   RES[$id.errors]=$errors
-  ROWS+=("| $label | $conns | ${RES[$id.rps]%.*} | ${RES[$id.p50]} | ${RES[$id.p99]} | ${RES[$id.p999]} | ${RES[$id.max]} | $errors | ${RES[$id.cpu_pct]}% | ${RES[$id.other]}% | ${RES[$id.cpu_us_req]} | ${RES[$id.hwm]} |")
+  [[ ${NO_ROW:-0} == 1 ]] || ROWS+=("| $label | $conns | ${RES[$id.rps]%.*} | ${RES[$id.p50]} | ${RES[$id.p99]} | ${RES[$id.p999]} | ${RES[$id.max]} | $errors | ${RES[$id.cpu_pct]}% | ${RES[$id.other]}% | ${RES[$id.cpu_us_req]} | ${RES[$id.hwm]} |")
   log "  -> ${RES[$id.rps]} req/s, p50 ${RES[$id.p50]} us, p99 ${RES[$id.p99]} us, errors $errors, CPU ${RES[$id.cpu_pct]}%"
+}
+
+# Paired rounds: on a shared machine one pair of runs can land in a noisy
+# second; the same pairs again, alternating, give a median and a spread.
+# Round 1 is the pair in the main table; the extra hit rounds run right after
+# it (same L1 state), the extra miss rounds right after the miss scenarios.
+hit_rounds() {
+  local r
+  for r in $(seq 2 "$ROUNDS"); do
+    NO_ROW=1
+    scenario "bare_r$r" "bare (round $r)" "$BARE_PID" "$BARE" "$CONNECTIONS" "$DURATION" post.lua "$BODY"
+    scenario "hit_mem_r$r" "hits, memory (round $r)" "${R_PID[memory]}" "$MEM" "$CONNECTIONS" "$DURATION" post.lua "$BODY"
+    NO_ROW=0
+  done
+}
+miss_rounds() {
+  local r
+  for r in $(seq 2 "$ROUNDS"); do
+    NO_ROW=1
+    scenario "miss_direct_r$r" "misses direct (round $r)" "$MOCK_PID" "$MOCK" "$MISS_CONNECTIONS" "$DURATION" unique.lua "direct$r-$RUN_ID"
+    scenario "miss_proxy_r$r" "misses via reprise (round $r)" "${R_PID[memory]}" "$MEM" "$MISS_CONNECTIONS" "$DURATION" unique.lua "proxy$r-$RUN_ID"
+    if [[ $PIN == 1 ]]; then
+      scenario "miss_same_r$r" "misses via reprise, client CPU (round $r)" "${R_PID[samecpu]}" \
+        "http://127.0.0.1:${R_PORT[samecpu]}" "$MISS_CONNECTIONS" "$DURATION" unique.lua "same$r-$RUN_ID"
+    fi
+    NO_ROW=0
+  done
 }
 
 MEM="http://127.0.0.1:${R_PORT[memory]}"
@@ -317,10 +353,16 @@ if [[ -n ${PERF_PID:-} ]]; then
   log "profile written to bench/results/profile-memory-hits.txt"
 fi
 scenario bare "bare axum baseline (same response bytes)" "$BARE_PID" "$BARE" "$CONNECTIONS" "$DURATION" post.lua "$BODY"
+hit_rounds
 scenario hit_redis "hits, redis backend (L1 off)" "${R_PID[redis]}" "$RED" "$CONNECTIONS" "$DURATION" post.lua "$BODY"
 scenario hit_tiered "hits, tiered (L1 + redis)" "${R_PID[tiered]}" "$TIE" "$CONNECTIONS" "$DURATION" post.lua "$BODY"
 scenario miss_direct "misses, straight to mock" "$MOCK_PID" "$MOCK" "$MISS_CONNECTIONS" "$DURATION" unique.lua "direct-$RUN_ID"
 scenario miss_proxy "misses, through reprise (memory)" "${R_PID[memory]}" "$MEM" "$MISS_CONNECTIONS" "$DURATION" unique.lua "proxy-$RUN_ID"
+if [[ $PIN == 1 ]]; then
+  scenario miss_same "misses, through reprise on the client's CPU (memory)" "${R_PID[samecpu]}" \
+    "http://127.0.0.1:${R_PORT[samecpu]}" "$MISS_CONNECTIONS" "$DURATION" unique.lua "same-$RUN_ID"
+fi
+miss_rounds
 if [[ $CONNECTIONS != "$MISS_CONNECTIONS" ]]; then
   scenario miss_direct_c "misses, straight to mock" "$MOCK_PID" "$MOCK" "$CONNECTIONS" "$DURATION" unique.lua "directc-$RUN_ID"
   scenario miss_proxy_c "misses, through reprise (memory)" "${R_PID[memory]}" "$MEM" "$CONNECTIONS" "$DURATION" unique.lua "proxyc-$RUN_ID"
@@ -426,11 +468,39 @@ ttfb bare_ttfb "bare axum baseline ($BARE_RESPONSE_BYTES B)" "$BARE_ADDR" "$BODY
 # --------------------------------------------------------------------------
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b ? a / b : 0}'; }
 diff_us() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%d", a - b}'; }
+ROUND_ROWS=()
+HIT_RATIOS=() SAME_P50S=() SAME_P99S=() OWN_P50S=() OWN_P99S=()
+round_row() {
+  local r=$1 hit=$2 bare=$3 direct=$4 proxy=$5 same=$6
+  local hr op50 op99 sp50="–" sp99="–"
+  hr=$(ratio "${RES[$hit.rps]}" "${RES[$bare.rps]}")
+  op50=$(diff_us "${RES[$proxy.p50]}" "${RES[$direct.p50]}")
+  op99=$(diff_us "${RES[$proxy.p99]}" "${RES[$direct.p99]}")
+  HIT_RATIOS+=("$hr") OWN_P50S+=("$op50") OWN_P99S+=("$op99")
+  if [[ -n $same && -n ${RES[$same.p50]:-} ]]; then
+    sp50=$(diff_us "${RES[$same.p50]}" "${RES[$direct.p50]}")
+    sp99=$(diff_us "${RES[$same.p99]}" "${RES[$direct.p99]}")
+    SAME_P50S+=("$sp50") SAME_P99S+=("$sp99")
+  fi
+  ROUND_ROWS+=("| $r | ${RES[$hit.rps]%.*} | ${RES[$bare.rps]%.*} | $hr | ${RES[$direct.p50]} / ${RES[$direct.p99]} | ${RES[$proxy.p50]} / ${RES[$proxy.p99]} | $op50 / $op99 | ${RES[$same.p50]:-–} / ${RES[$same.p99]:-–} | $sp50 / $sp99 |")
+}
+round_row 1 hit_mem bare miss_direct miss_proxy miss_same
+for r in $(seq 2 "$ROUNDS"); do
+  round_row "$r" "hit_mem_r$r" "bare_r$r" "miss_direct_r$r" "miss_proxy_r$r" "miss_same_r$r"
+done
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2)}'; }
+spread() { printf '%s\n' "$@" | sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {if (NR) printf "%s … %s", lo, hi}'; }
+
 HIT_VS_BARE=$(ratio "${RES[hit_mem.rps]}" "${RES[bare.rps]}")
 REDIS_VS_BARE=$(ratio "${RES[hit_redis.rps]}" "${RES[bare.rps]}")
 OVER_P50=$(diff_us "${RES[miss_proxy.p50]}" "${RES[miss_direct.p50]}")
 OVER_P99=$(diff_us "${RES[miss_proxy.p99]}" "${RES[miss_direct.p99]}")
 OVER_P999=$(diff_us "${RES[miss_proxy.p999]}" "${RES[miss_direct.p999]}")
+if [[ -n ${RES[miss_same.p50]:-} ]]; then
+  SAME_P50=$(diff_us "${RES[miss_same.p50]}" "${RES[miss_direct.p50]}")
+  SAME_P99=$(diff_us "${RES[miss_same.p99]}" "${RES[miss_direct.p99]}")
+  SAME_P999=$(diff_us "${RES[miss_same.p999]}" "${RES[miss_direct.p999]}")
+fi
 
 MODEL=$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)
 MEM_TOTAL=$(awk '/MemTotal/ {printf "%.1f GiB", $2 / 1048576}' /proc/meminfo)
@@ -459,15 +529,25 @@ mkdir -p "$(dirname "$OUT")"
   echo
   echo "| derived | value |"
   echo "|---|---|"
-  echo "| memory hits / bare baseline (req/s) | $HIT_VS_BARE |"
+  echo "| memory hits / bare baseline (req/s), median of $ROUNDS paired rounds (range) | **$(median "${HIT_RATIOS[@]}")** ($(spread "${HIT_RATIOS[@]}")) |"
+  echo "| memory hits / bare baseline (req/s), round 1 | $HIT_VS_BARE |"
   echo "| memory hits / bare baseline (server CPU per request, bare ÷ reprise) | $(ratio "${RES[bare.cpu_us_req]}" "${RES[hit_mem.cpu_us_req]}") |"
   echo "| redis-backend hits / bare baseline (req/s) | $REDIS_VS_BARE |"
-  echo "| miss overhead at $MISS_CONNECTIONS connection(s) (reprise − direct) | p50 $OVER_P50 µs, p99 $OVER_P99 µs, p99.9 $OVER_P999 µs |"
+  echo "| miss overhead at $MISS_CONNECTIONS connection(s) (reprise − direct), reprise on its own CPU | p50 $OVER_P50 µs, p99 $OVER_P99 µs, p99.9 $OVER_P999 µs |"
+  echo "| miss overhead, reprise on its own CPU, median of $ROUNDS rounds (range) | p50 **$(median "${OWN_P50S[@]}") µs** ($(spread "${OWN_P50S[@]}")), p99 **$(median "${OWN_P99S[@]}") µs** ($(spread "${OWN_P99S[@]}")) |"
+  [[ -n ${SAME_P50:-} ]] && echo "| miss overhead at $MISS_CONNECTIONS connection(s) (reprise − direct), reprise on the client's CPU | p50 $SAME_P50 µs, p99 $SAME_P99 µs, p99.9 $SAME_P999 µs |"
+  [[ -n ${SAME_P50:-} ]] && echo "| miss overhead, reprise on the client's CPU, median of $ROUNDS rounds (range) | p50 **$(median "${SAME_P50S[@]}") µs** ($(spread "${SAME_P50S[@]}")), p99 **$(median "${SAME_P99S[@]}") µs** ($(spread "${SAME_P99S[@]}")) |"
   if [[ -n ${RES[miss_proxy_c.rps]:-} ]]; then
     echo "| miss throughput at $CONNECTIONS connections, reprise / direct | $(ratio "${RES[miss_proxy_c.rps]}" "${RES[miss_direct_c.rps]}") (p50 +$(diff_us "${RES[miss_proxy_c.p50]}" "${RES[miss_direct_c.p50]}") µs) |"
   fi
   echo "| idle RSS right after start (memory / redis / tiered / l1big / l1small / ttfb instances) | $(mib "${R_IDLE[memory]}") / $(mib "${R_IDLE[redis]}") / $(mib "${R_IDLE[tiered]}") / $(mib "${R_IDLE[l1big]}") / $(mib "${R_IDLE[l1small]}") / $(mib "${R_IDLE[ttfb]}") MiB |"
   echo "| RSS after the miss and mixed scenarios (memory instance, 256 MiB L1, ~$HIT_RESPONSE_BYTES B entries) | $(mib "$(status_kib "${R_PID[memory]}" VmRSS)") MiB |"
+  echo
+  echo "Paired rounds (alternating, $DURATION each; round 1 is the table above). Hits at $CONNECTIONS connections, req/s; misses at $MISS_CONNECTIONS connection(s), p50 / p99 µs:"
+  echo
+  echo "| round | memory hits | bare | hits / bare | misses direct | via reprise (own CPU) | overhead | via reprise (client's CPU) | overhead |"
+  echo "|---:|---:|---:|---:|---|---|---|---|---|"
+  printf '%s\n' "${ROUND_ROWS[@]}"
   echo
   echo "RSS with a full L1 (\`cache.memory.max_bytes\` = $L1_MIB MiB), in MiB; *excess* = peak − idle − $L1_MIB:"
   echo

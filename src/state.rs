@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::cost::Pricing;
 use crate::error::ProxyError;
 use crate::pipeline::credential_namespace;
+use crate::pipeline::facts::BodyMemo;
 use crate::providers::Providers;
 use crate::stats::Stats;
 
@@ -25,6 +26,8 @@ pub struct AppState {
     pub policies: Policies,
     pub pricing: Pricing,
     pub stats: Stats,
+    /// Request-side facts of recently seen bodies (hits skip parsing).
+    pub body_memo: BodyMemo,
     /// Keys that see every namespace in `/v1/cache/stats`.
     admin_keys: HashSet<String>,
     /// Keys callers must present; empty = open.
@@ -44,6 +47,7 @@ impl AppState {
                 .build()
                 .map_err(|e| crate::RunError::Pricing(e.to_string()))?,
             stats: Stats::default(),
+            body_memo: BodyMemo::default(),
             admin_keys: config.admin_keys().into_iter().collect(),
             caller_keys: config.caller_keys().into_iter().collect(),
             client,

@@ -38,12 +38,22 @@ impl Directives {
     /// Reads the body's `cache` object, then the headers. (The extension is
     /// removed from what goes upstream by `Request::payload`.)
     pub fn extract(headers: &HeaderMap, body: &Json<'_>) -> Result<Self, ProxyError> {
+        Directives::from_body(body)?.with_headers(headers)
+    }
+
+    /// The directives of the body's `cache` object alone.
+    pub fn from_body(body: &Json<'_>) -> Result<Self, ProxyError> {
         let mut d = Directives::default();
         if let Some(ext) = body.get("cache") {
             d.apply_body(ext.to_value())?;
         }
-        d.apply_headers(headers)?;
         Ok(d)
+    }
+
+    /// These directives with the request's headers applied (headers win).
+    pub fn with_headers(mut self, headers: &HeaderMap) -> Result<Self, ProxyError> {
+        self.apply_headers(headers)?;
+        Ok(self)
     }
 
     /// The TTL of a write, given the configured default.

@@ -10,6 +10,7 @@
 
 mod adapt;
 mod costing;
+pub mod facts;
 mod forward;
 mod miss;
 mod respond;
@@ -29,17 +30,17 @@ use tokio::time::Instant;
 
 use crate::cache::entry::Entry;
 use crate::cache::flight::{self, Outcome, Role};
-use crate::cache::key::{body_key, custom_key, CacheKey, EndpointKind, KeyScope};
+use crate::cache::key::{custom_key, scoped_key, CacheKey, EndpointKind, KeyScope};
 use crate::cache::live::LiveStream;
 use crate::cache::mode::Mode;
 use crate::cache::policy::Directives;
 use crate::cache::ttl::Ttl;
 use crate::error::ProxyError;
-use crate::json::Json;
 use crate::providers::Provider;
 use crate::render::{CacheStatus, Tier};
 use crate::state::AppState;
 use crate::stats::Record;
+use facts::BodyFacts;
 
 /// Everything the flow decided about one request.
 pub(crate) struct Request {
@@ -142,13 +143,13 @@ impl Answer {
 }
 
 /// Runs the flow; every failure becomes an OpenAI-shaped error response.
-/// `raw` is the caller's body; `body` its validated parse (borrowing `raw`).
+/// `raw` is the caller's body; `facts` what its validated parse says.
 pub async fn run(
     state: Arc<AppState>,
     kind: EndpointKind,
     headers: HeaderMap,
     raw: Bytes,
-    body: &Json<'_>,
+    facts: &BodyFacts,
 ) -> Response {
     let started = Instant::now();
     let route = kind.as_str();
@@ -156,7 +157,7 @@ pub async fn run(
         EndpointKind::Messages => e.anthropic_response(),
         _ => e.into_response(),
     };
-    let request = match prepare(state, kind, headers, raw, body) {
+    let request = match prepare(state, kind, headers, raw, facts) {
         Ok(r) => r,
         Err(e) => {
             crate::telemetry::request(
@@ -339,24 +340,17 @@ fn prepare(
     kind: EndpointKind,
     headers: HeaderMap,
     raw: Bytes,
-    body: &Json<'_>,
+    facts: &BodyFacts,
 ) -> Result<Request, ProxyError> {
     let credential = state.authenticate(&headers)?;
-    let directives = Directives::extract(&headers, body)?;
+    let directives = facts.directives.clone().with_headers(&headers)?;
 
-    let model = body.get("model").and_then(Json::as_str).unwrap_or_default();
-    let route = state.providers.route(model)?;
+    let route = state.providers.route(&facts.model)?;
     let model_prefixed = route.stripped_model.is_some();
     let upstream_model = route
         .stripped_model
         .clone()
-        .unwrap_or_else(|| model.to_owned());
-    let streaming = body.get("stream").and_then(Json::as_bool).unwrap_or(false);
-    let wants_usage = body
-        .get("stream_options")
-        .and_then(|o| o.get("include_usage"))
-        .and_then(Json::as_bool)
-        .unwrap_or(false);
+        .unwrap_or_else(|| facts.model.clone());
     let namespace = state.namespace(credential.as_deref(), directives.namespace.as_deref());
     let policy = state.policies.for_model(&upstream_model);
     let mode = if state.config.cache.enabled {
@@ -375,7 +369,7 @@ fn prepare(
         };
         match &directives.key {
             Some(custom) => custom_key(&scope, custom),
-            None => body_key(&scope, body),
+            None => scoped_key(&scope, &facts.digest),
         }
     });
 
@@ -392,10 +386,10 @@ fn prepare(
         namespace,
         key,
         raw,
-        has_extension: body.get("cache").is_some(),
+        has_extension: facts.has_extension,
         model_prefixed,
-        streaming,
-        wants_usage,
+        streaming: facts.streaming,
+        wants_usage: facts.wants_usage,
         wire,
     })
 }

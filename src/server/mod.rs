@@ -19,10 +19,13 @@ use crate::cache::key::EndpointKind;
 use crate::error::ProxyError;
 use crate::json::Json;
 use crate::pipeline;
+use crate::pipeline::facts::BodyFacts;
 use crate::state::AppState;
 
 /// What every cached route does: read the body, parse it (borrowing from the
-/// bytes), validate it, run the flow. Errors render in the route's dialect.
+/// bytes), validate it, derive its facts, run the flow. Bytes seen recently
+/// skip the middle three (`pipeline::facts`). Errors render in the route's
+/// dialect.
 pub async fn cached_route(
     state: Arc<AppState>,
     kind: EndpointKind,
@@ -38,11 +41,24 @@ pub async fn cached_route(
         Ok(raw) => raw,
         Err(e) => return render_error(e),
     };
-    let parsed = parse_object(&raw).and_then(|json| validate(&json).map(|()| json));
-    match parsed {
-        Ok(json) => pipeline::run(state, kind, headers, raw.clone(), &json).await,
-        Err(e) => render_error(e),
-    }
+    let facts = match state.body_memo.get(kind, &raw).await {
+        Some(facts) => facts,
+        None => {
+            let derived = parse_object(&raw).and_then(|json| {
+                validate(&json)?;
+                BodyFacts::derive(kind, &json)
+            });
+            match derived {
+                Ok(facts) => {
+                    let facts = Arc::new(facts);
+                    state.body_memo.insert(kind, &raw, facts.clone()).await;
+                    facts
+                }
+                Err(e) => return render_error(e),
+            }
+        }
+    };
+    pipeline::run(state, kind, headers, raw, &facts).await
 }
 
 /// The buffered body, or the reason there is none.

@@ -1,0 +1,173 @@
+//! What the request side derives from a body's bytes alone, and a small
+//! in-process memo of it.
+//!
+//! Everything here (the model, the stream flags, the `cache` extension's
+//! directives and the digest of the canonical body) is a pure function of the
+//! endpoint and the body bytes. A cache hit is, almost always, the same bytes
+//! again (SDKs serialize deterministically), so remembering these facts per
+//! body lets a repeated request skip JSON parsing and canonical hashing: the
+//! hit path then costs one hash of the bytes and one lookup. Everything that
+//! depends on the caller (credential, namespace, headers) is still computed
+//! per request from the request itself.
+//!
+//! The memo is keyed by the full body bytes (compared on lookup, hashed with
+//! a keyed SipHash: no collisions, no hash flooding), holds bodies up to
+//! [`MAX_BODY`] in exact-size copies, and is bounded by [`MEMO_BYTES`] with
+//! moka's TinyLFU admission, so one-off bodies do not evict hot ones.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use moka::future::Cache;
+
+use crate::cache::key::{body_digest, BodyDigest, EndpointKind};
+use crate::cache::policy::Directives;
+use crate::error::ProxyError;
+use crate::json::Json;
+
+/// Total weight of the memo (bodies plus a per-entry overhead).
+pub const MEMO_BYTES: u64 = 8 * 1024 * 1024;
+/// Bigger bodies are not remembered (they would crowd out many small ones).
+pub const MAX_BODY: usize = 256 * 1024;
+/// Per-entry bookkeeping on top of the body bytes (facts, moka's nodes).
+const ENTRY_OVERHEAD: usize = 320;
+
+/// The request-side facts of one validated body.
+#[derive(Debug)]
+pub struct BodyFacts {
+    /// `model` as the caller sent it (maybe `provider/model`).
+    pub model: String,
+    pub streaming: bool,
+    /// `stream_options.include_usage` was requested.
+    pub wants_usage: bool,
+    /// The body carries reprise's `cache` extension.
+    pub has_extension: bool,
+    /// The directives of the `cache` extension (headers are applied per request).
+    pub directives: Directives,
+    /// The canonical body's digest: the body's part of the cache key.
+    pub digest: BodyDigest,
+}
+
+impl BodyFacts {
+    /// Derives the facts of a parsed, validated body.
+    pub fn derive(kind: EndpointKind, body: &Json<'_>) -> Result<Self, ProxyError> {
+        Ok(BodyFacts {
+            model: body
+                .get("model")
+                .and_then(Json::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            streaming: body.get("stream").and_then(Json::as_bool).unwrap_or(false),
+            wants_usage: body
+                .get("stream_options")
+                .and_then(|o| o.get("include_usage"))
+                .and_then(Json::as_bool)
+                .unwrap_or(false),
+            has_extension: body.get("cache").is_some(),
+            directives: Directives::from_body(body)?,
+            digest: body_digest(kind, body),
+        })
+    }
+}
+
+/// Facts of recently seen bodies, by endpoint and exact bytes.
+pub struct BodyMemo {
+    cache: Cache<(EndpointKind, Bytes), Arc<BodyFacts>>,
+}
+
+impl Default for BodyMemo {
+    fn default() -> Self {
+        BodyMemo {
+            cache: Cache::builder()
+                .max_capacity(MEMO_BYTES)
+                .weigher(
+                    |(_, body): &(EndpointKind, Bytes), facts: &Arc<BodyFacts>| {
+                        let weight = body.len() + facts.model.len() + ENTRY_OVERHEAD;
+                        u32::try_from(weight).unwrap_or(u32::MAX)
+                    },
+                )
+                .build(),
+        }
+    }
+}
+
+impl BodyMemo {
+    pub async fn get(&self, kind: EndpointKind, body: &Bytes) -> Option<Arc<BodyFacts>> {
+        if body.len() > MAX_BODY {
+            return None;
+        }
+        self.cache.get(&(kind, body.clone())).await
+    }
+
+    /// Remembers `facts` for these bytes (copied: the request's buffer may be
+    /// a slice of a much larger read buffer).
+    pub async fn insert(&self, kind: EndpointKind, body: &[u8], facts: Arc<BodyFacts>) {
+        if body.len() <= MAX_BODY {
+            self.cache
+                .insert((kind, Bytes::copy_from_slice(body)), facts)
+                .await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(kind: EndpointKind, text: &str) -> BodyFacts {
+        BodyFacts::derive(kind, &Json::parse(text.as_bytes()).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn derives_what_the_flow_needs() {
+        let f = facts(
+            EndpointKind::Chat,
+            r#"{"model":"openai/gpt-4o","stream":true,"stream_options":{"include_usage":true},
+                "messages":[{"role":"user","content":"hi"}],"cache":{"ttl":60,"no_store":true}}"#,
+        );
+        assert_eq!(f.model, "openai/gpt-4o");
+        assert!(f.streaming && f.wants_usage && f.has_extension);
+        assert!(f.directives.no_store);
+        let plain = facts(
+            EndpointKind::Chat,
+            r#"{"model":"gpt-4o","messages":[{"role":"user","content":"hi"}]}"#,
+        );
+        assert!(!plain.streaming && !plain.wants_usage && !plain.has_extension);
+        // `stream` is not part of the chat key.
+        let streamed = facts(
+            EndpointKind::Chat,
+            r#"{"model":"gpt-4o","stream":true,"messages":[{"role":"user","content":"hi"}]}"#,
+        );
+        assert_eq!(streamed.digest, plain.digest);
+    }
+
+    #[test]
+    fn a_bad_extension_is_an_error() {
+        let body = Json::parse(br#"{"model":"m","messages":[],"cache":{"tll":1}}"#).unwrap();
+        assert!(BodyFacts::derive(EndpointKind::Chat, &body).is_err());
+    }
+
+    #[tokio::test]
+    async fn memo_answers_only_the_same_bytes_and_endpoint() {
+        let memo = BodyMemo::default();
+        let text = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
+        let body = Bytes::from(text);
+        assert!(memo.get(EndpointKind::Chat, &body).await.is_none());
+        memo.insert(
+            EndpointKind::Chat,
+            &body,
+            Arc::new(facts(EndpointKind::Chat, text)),
+        )
+        .await;
+        let hit = memo.get(EndpointKind::Chat, &body).await.unwrap();
+        assert_eq!(hit.model, "m");
+        // The same bytes as a different endpoint, or other bytes: nothing.
+        assert!(memo.get(EndpointKind::Messages, &body).await.is_none());
+        let spaced = Bytes::from(text.replace(':', ": "));
+        assert!(memo.get(EndpointKind::Chat, &spaced).await.is_none());
+        // Oversized bodies are neither stored nor looked up.
+        let big = Bytes::from(vec![b' '; MAX_BODY + 1]);
+        memo.insert(EndpointKind::Chat, &big, hit.clone()).await;
+        assert!(memo.get(EndpointKind::Chat, &big).await.is_none());
+    }
+}

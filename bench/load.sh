@@ -301,6 +301,9 @@ scenario() {
   log "  -> ${RES[$id.rps]} req/s, p50 ${RES[$id.p50]} us, p99 ${RES[$id.p99]} us, errors $errors, CPU ${RES[$id.cpu_pct]}%"
 }
 
+median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2)}'; }
+spread() { printf '%s\n' "$@" | sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {if (NR) printf "%s … %s", lo, hi}'; }
+
 # Paired rounds: on a shared machine one pair of runs can land in a noisy
 # second; the same pairs again, alternating, give a median and a spread.
 # Round 1 is the pair in the main table; the extra hit rounds run right after
@@ -424,7 +427,19 @@ ttfb() {
   RES[$id.other]=$(awk -v a="$k0" -v b="$k1" -v c=$((c1 - c0)) 'BEGIN {
     split(a, x, " "); split(b, y, " "); busy = y[1] - x[1]; total = y[2] - x[2];
     o = total ? 100 * (busy - c) / total : 0; if (o < 0) o = 0; printf "%.0f", o }')
-  STREAM_ROWS+=("| $label | ${RES[$id.n]} | ${RES[$id.ttfb_p50]} | ${RES[$id.ttfb_p99]} | ${RES[$id.ttlb_p50]} | ${RES[$id.ttlb_p99]} | ${RES[$id.statuses]} | ${RES[$id.other]}% |")
+}
+# ttfb_row CASE LABEL: one table row, medians over the rounds (p99: with range).
+ttfb_row() {
+  local case=$1 label=$2 r f
+  declare -A V=()
+  for f in ttfb_p50 ttfb_p99 ttlb_p50 ttlb_p99 other; do
+    local vals=()
+    for r in $(seq "$ROUNDS"); do vals+=("${RES[${case}_r$r.$f]}"); done
+    V[$f]=$(median "${vals[@]}")
+    [[ $f == ttfb_p99 ]] && V[range]=$(spread "${vals[@]}")
+    [[ $f == other ]] && V[other_max]=$(printf '%s\n' "${vals[@]}" | sort -g | tail -1)
+  done
+  STREAM_ROWS+=("| $label | $ROUNDS × ${RES[${case}_r1.n]} | ${V[ttfb_p50]} | **${V[ttfb_p99]}** (${V[range]}) | ${V[ttlb_p50]} | ${V[ttlb_p99]} | ${RES[${case}_r1.statuses]} | ${V[other_max]}% |")
 }
 LONG_TEXT=$(printf 'filler text so the answer is about two hundred chars %.0s' 1 2 3 4)
 python3 - "$BODY" "$WORK" "$LONG_TEXT" <<'PY'
@@ -440,6 +455,8 @@ for n in (1, 8):
 PY
 STREAM_STATUS=""
 TTFB_URL="http://127.0.0.1:${R_PORT[ttfb]}"
+TTFB_CASES=()
+declare -A TTFB_LABEL TTFB_ADDR TTFB_BODY
 for case in short n1 n8; do
   STREAM_BODY="$WORK/stream-$case.json"
   post "$TTFB_URL" "$STREAM_BODY" -N >/dev/null
@@ -451,8 +468,10 @@ for case in short n1 n8; do
   [[ $STREAM_STATUS == hit ]] || break
   STREAM_BYTES=$(wc -c <"$WORK/last.body")
   STREAM_EVENTS=$(grep -c '^data:' "$WORK/last.body" || true)
-  ttfb "stream_$case" "streamed hits, memory: $case ($STREAM_EVENTS events, $STREAM_BYTES B)" \
-    "127.0.0.1:${R_PORT[ttfb]}" "$STREAM_BODY"
+  TTFB_CASES+=("stream_$case")
+  TTFB_LABEL[stream_$case]="streamed hits, memory: $case ($STREAM_EVENTS events, $STREAM_BYTES B)"
+  TTFB_ADDR[stream_$case]="127.0.0.1:${R_PORT[ttfb]}"
+  TTFB_BODY[stream_$case]=$STREAM_BODY
 done
 if [[ $STREAM_STATUS == hit ]]; then
   STREAM_NOTE="Stream caching is in: a repeated \`\"stream\": true\` request is a hit."
@@ -462,8 +481,20 @@ fi
 # The same client on non-stream hits and on the bare baseline: the floor.
 post "$TTFB_URL" "$BODY" >/dev/null
 warm "$TTFB_URL" memory
-ttfb json_ttfb "JSON hits, memory ($HIT_RESPONSE_BYTES B)" "127.0.0.1:${R_PORT[ttfb]}" "$BODY"
-ttfb bare_ttfb "bare axum baseline ($BARE_RESPONSE_BYTES B)" "$BARE_ADDR" "$BODY"
+TTFB_CASES+=(json_ttfb bare_ttfb)
+TTFB_LABEL[json_ttfb]="JSON hits, memory ($HIT_RESPONSE_BYTES B)"
+TTFB_ADDR[json_ttfb]="127.0.0.1:${R_PORT[ttfb]}"
+TTFB_BODY[json_ttfb]=$BODY
+TTFB_LABEL[bare_ttfb]="bare axum baseline ($BARE_RESPONSE_BYTES B)"
+TTFB_ADDR[bare_ttfb]=$BARE_ADDR
+TTFB_BODY[bare_ttfb]=$BODY
+# Rounds: every case once per round, so a noisy stretch hits all cases alike.
+for r in $(seq "$ROUNDS"); do
+  for case in "${TTFB_CASES[@]}"; do
+    ttfb "${case}_r$r" "${TTFB_LABEL[$case]} (round $r)" "${TTFB_ADDR[$case]}" "${TTFB_BODY[$case]}"
+  done
+done
+for case in "${TTFB_CASES[@]}"; do ttfb_row "$case" "${TTFB_LABEL[$case]}"; done
 
 # --------------------------------------------------------------------------
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b ? a / b : 0}'; }
@@ -488,8 +519,6 @@ round_row 1 hit_mem bare miss_direct miss_proxy miss_same
 for r in $(seq 2 "$ROUNDS"); do
   round_row "$r" "hit_mem_r$r" "bare_r$r" "miss_direct_r$r" "miss_proxy_r$r" "miss_same_r$r"
 done
-median() { printf '%s\n' "$@" | sort -g | awk '{v[NR] = $1} END {if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2)}'; }
-spread() { printf '%s\n' "$@" | sort -g | awk 'NR == 1 {lo = $1} {hi = $1} END {if (NR) printf "%s … %s", lo, hi}'; }
 
 HIT_VS_BARE=$(ratio "${RES[hit_mem.rps]}" "${RES[bare.rps]}")
 REDIS_VS_BARE=$(ratio "${RES[hit_redis.rps]}" "${RES[bare.rps]}")
@@ -557,7 +586,9 @@ mkdir -p "$(dirname "$OUT")"
   echo
   echo "Time to first / last byte, sequential requests on one keep-alive connection (\`bench/stream_ttfb.py\`, raw socket, client pinned with wrk's CPU), µs. $STREAM_NOTE"
   echo
-  echo "| requests | n | TTFB p50 | TTFB p99 | TTLB p50 | TTLB p99 | x-cache-status | other load on server's CPU |"
+  echo "Each case ran once per round, $ROUNDS rounds interleaved; medians over the rounds (TTFB p99 with its range); other load: the worst round."
+  echo
+  echo "| requests | rounds × n | TTFB p50 | TTFB p99 | TTLB p50 | TTLB p99 | x-cache-status (round 1) | other load on server's CPU |"
   echo "|---|---:|---:|---:|---:|---:|---|---:|"
   printf '%s\n' "${STREAM_ROWS[@]}"
 } >"$OUT"

@@ -39,6 +39,9 @@ pub struct Entry {
     /// The hit's cost, computed once (prices are fixed for the process), for
     /// the model it was computed for (custom keys can mix models).
     pub hit_cost: std::sync::OnceLock<(String, Option<crate::cost::Cost>)>,
+    /// Where a stored stream's chunks are in `body`, found on the first
+    /// streamed hit (None: not a stored stream).
+    pub stream_layout: std::sync::OnceLock<Option<std::sync::Arc<crate::stream::StreamLayout>>>,
 }
 
 impl Entry {
@@ -57,6 +60,7 @@ impl Entry {
             total_tokens,
             usage: None,
             hit_cost: std::sync::OnceLock::new(),
+            stream_layout: std::sync::OnceLock::new(),
         }
     }
 

@@ -60,8 +60,16 @@ pub fn cached(
     }
     if request.streaming && entry.format == BodyFormat::Stream {
         let meta = serde_json::to_value(&meta).ok();
-        if let Some(replay) = stream::LazyReplay::new(entry.body.clone(), request.wants_usage, meta)
-        {
+        let layout = entry
+            .stream_layout
+            .get_or_init(|| stream::StreamLayout::scan(&entry.body).map(std::sync::Arc::new));
+        if let Some(layout) = layout {
+            let replay = stream::LazyReplay::with_layout(
+                entry.body.clone(),
+                layout.clone(),
+                request.wants_usage,
+                meta,
+            );
             headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
             let body = Body::from_stream(first_event_first(replay));
             return render::response(StatusCode::OK, headers, body, Some("text/event-stream"));

@@ -4,6 +4,7 @@
 //! has hundreds of chunks). Produces exactly what [`super::replay`] does.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -12,10 +13,43 @@ use serde_json::{Map, Value};
 
 use super::{chunk_event, DONE_EVENT};
 
-/// The byte ranges of a stored stream's chunks inside its serialized form.
+/// Where a stored stream's chunks and usage sit inside its serialized form.
+/// Found by one scan of the entry (the whole body); an entry keeps it, so
+/// later hits on the same entry skip the scan (`Entry::stream_layout`).
+#[derive(Debug)]
+pub struct StreamLayout {
+    chunks: Vec<Range<usize>>,
+    usage: Option<Range<usize>>,
+}
+
+impl StreamLayout {
+    /// None when `body` is not a serialized `StoredStream`.
+    pub fn scan(body: &[u8]) -> Option<Self> {
+        #[derive(Deserialize)]
+        struct Raw<'a> {
+            #[serde(borrow)]
+            chunks: Vec<&'a RawValue>,
+            #[serde(default, borrow)]
+            usage: Option<&'a RawValue>,
+        }
+        let raw: Raw<'_> = serde_json::from_slice(body).ok()?;
+        let base = body.as_ptr() as usize;
+        let range = |r: &RawValue| {
+            let text = r.get();
+            let start = text.as_ptr() as usize - base;
+            start..start + text.len()
+        };
+        Some(StreamLayout {
+            chunks: raw.chunks.iter().map(|r| range(r)).collect(),
+            usage: raw.usage.map(range),
+        })
+    }
+}
+
+/// Replays a stored stream one event at a time.
 pub struct LazyReplay {
     body: Bytes,
-    chunks: Vec<Range<usize>>,
+    layout: Arc<StreamLayout>,
     usage: Option<Value>,
     meta: Option<Value>,
     wants_usage: bool,
@@ -29,31 +63,26 @@ pub struct LazyReplay {
 impl LazyReplay {
     /// None when `body` is not a serialized `StoredStream`.
     pub fn new(body: Bytes, wants_usage: bool, meta: Option<Value>) -> Option<Self> {
-        #[derive(Deserialize)]
-        struct Raw<'a> {
-            #[serde(borrow)]
-            chunks: Vec<&'a RawValue>,
-            #[serde(default, borrow)]
-            usage: Option<&'a RawValue>,
-        }
-        let raw: Raw<'_> = serde_json::from_slice(&body).ok()?;
-        let base = body.as_ptr() as usize;
-        let chunks = raw
-            .chunks
-            .iter()
-            .map(|r| {
-                let text = r.get();
-                let start = text.as_ptr() as usize - base;
-                start..start + text.len()
-            })
-            .collect();
-        let usage = raw
+        let layout = Arc::new(StreamLayout::scan(&body)?);
+        Some(Self::with_layout(body, layout, wants_usage, meta))
+    }
+
+    /// Replays `body`, whose layout is known (it must come from this body).
+    pub fn with_layout(
+        body: Bytes,
+        layout: Arc<StreamLayout>,
+        wants_usage: bool,
+        meta: Option<Value>,
+    ) -> Self {
+        let usage = layout
             .usage
+            .clone()
             .filter(|_| wants_usage)
-            .and_then(|u| serde_json::from_str::<Value>(u.get()).ok())
+            .and_then(|r| body.get(r))
+            .and_then(|u| serde_json::from_slice::<Value>(u).ok())
             .filter(|u| !u.is_null());
-        Some(LazyReplay {
-            chunks,
+        LazyReplay {
+            layout,
             usage,
             meta,
             wants_usage,
@@ -61,11 +90,11 @@ impl LazyReplay {
             envelope_has_choices: false,
             next: 0,
             body,
-        })
+        }
     }
 
     fn chunk(&self, i: usize) -> Option<Map<String, Value>> {
-        let range = self.chunks.get(i)?.clone();
+        let range = self.layout.chunks.get(i)?.clone();
         match serde_json::from_slice::<Value>(self.body.get(range)?) {
             Ok(Value::Object(map)) => Some(map),
             _ => None,
@@ -106,7 +135,7 @@ impl Iterator for LazyReplay {
     type Item = Bytes;
 
     fn next(&mut self) -> Option<Bytes> {
-        let n = self.chunks.len();
+        let n = self.layout.chunks.len();
         loop {
             let i = self.next;
             self.next += 1;
@@ -194,6 +223,23 @@ mod tests {
             .unwrap()
             .collect();
         assert_eq!(lazy, replay(&no_usage, true, Some(&meta)));
+    }
+
+    /// A layout scanned once serves every later replay of the same entry.
+    #[test]
+    fn a_kept_layout_replays_like_a_fresh_scan() {
+        let s = stored();
+        let body = Bytes::from(serde_json::to_vec(&s).unwrap());
+        let layout = Arc::new(StreamLayout::scan(&body).unwrap());
+        for wants in [false, true] {
+            let kept: Vec<Bytes> =
+                LazyReplay::with_layout(body.clone(), layout.clone(), wants, None).collect();
+            let fresh: Vec<Bytes> = LazyReplay::new(body.clone(), wants, None)
+                .unwrap()
+                .collect();
+            assert_eq!(kept, fresh);
+            assert_eq!(kept, replay(&s, wants, None));
+        }
     }
 
     #[test]

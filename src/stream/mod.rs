@@ -56,7 +56,7 @@ use serde_json::{Map, Value};
 
 pub use assemble::assemble;
 pub use check::{into_stored, ChatStreamRecorder, RecordedEvent, StreamOutcome};
-pub use lazy::LazyReplay;
+pub use lazy::{LazyReplay, StreamLayout};
 pub use sse::{data_event, SseEnd, SseEvent, SseParser, DONE_EVENT};
 pub use synthesize::synthesize;
 

@@ -500,20 +500,20 @@ for case in "${TTFB_CASES[@]}"; do ttfb_row "$case" "${TTFB_LABEL[$case]}"; done
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b ? a / b : 0}'; }
 diff_us() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%d", a - b}'; }
 ROUND_ROWS=()
-HIT_RATIOS=() SAME_P50S=() SAME_P99S=() OWN_P50S=() OWN_P99S=()
+HIT_RATIOS=() HIT_P99S=() SAME_P50S=() SAME_P99S=() OWN_P50S=() OWN_P99S=()
 round_row() {
   local r=$1 hit=$2 bare=$3 direct=$4 proxy=$5 same=$6
   local hr op50 op99 sp50="–" sp99="–"
   hr=$(ratio "${RES[$hit.rps]}" "${RES[$bare.rps]}")
   op50=$(diff_us "${RES[$proxy.p50]}" "${RES[$direct.p50]}")
   op99=$(diff_us "${RES[$proxy.p99]}" "${RES[$direct.p99]}")
-  HIT_RATIOS+=("$hr") OWN_P50S+=("$op50") OWN_P99S+=("$op99")
+  HIT_RATIOS+=("$hr") HIT_P99S+=("${RES[$hit.p99]}") OWN_P50S+=("$op50") OWN_P99S+=("$op99")
   if [[ -n $same && -n ${RES[$same.p50]:-} ]]; then
     sp50=$(diff_us "${RES[$same.p50]}" "${RES[$direct.p50]}")
     sp99=$(diff_us "${RES[$same.p99]}" "${RES[$direct.p99]}")
     SAME_P50S+=("$sp50") SAME_P99S+=("$sp99")
   fi
-  ROUND_ROWS+=("| $r | ${RES[$hit.rps]%.*} | ${RES[$bare.rps]%.*} | $hr | ${RES[$direct.p50]} / ${RES[$direct.p99]} | ${RES[$proxy.p50]} / ${RES[$proxy.p99]} | $op50 / $op99 | ${RES[$same.p50]:-–} / ${RES[$same.p99]:-–} | $sp50 / $sp99 |")
+  ROUND_ROWS+=("| $r | ${RES[$hit.rps]%.*} / ${RES[$hit.p99]} | ${RES[$bare.rps]%.*} / ${RES[$bare.p99]} | $hr | ${RES[$direct.p50]} / ${RES[$direct.p99]} | ${RES[$proxy.p50]} / ${RES[$proxy.p99]} | $op50 / $op99 | ${RES[$same.p50]:-–} / ${RES[$same.p99]:-–} | $sp50 / $sp99 |")
 }
 round_row 1 hit_mem bare miss_direct miss_proxy miss_same
 for r in $(seq 2 "$ROUNDS"); do
@@ -560,6 +560,7 @@ mkdir -p "$(dirname "$OUT")"
   echo "|---|---|"
   echo "| memory hits / bare baseline (req/s), median of $ROUNDS paired rounds (range) | **$(median "${HIT_RATIOS[@]}")** ($(spread "${HIT_RATIOS[@]}")) |"
   echo "| memory hits / bare baseline (req/s), round 1 | $HIT_VS_BARE |"
+  echo "| memory hits p99, median of $ROUNDS rounds (range) | **$(median "${HIT_P99S[@]}") µs** ($(spread "${HIT_P99S[@]}")) |"
   echo "| memory hits / bare baseline (server CPU per request, bare ÷ reprise) | $(ratio "${RES[bare.cpu_us_req]}" "${RES[hit_mem.cpu_us_req]}") |"
   echo "| redis-backend hits / bare baseline (req/s) | $REDIS_VS_BARE |"
   echo "| miss overhead at $MISS_CONNECTIONS connection(s) (reprise − direct), reprise on its own CPU | p50 $OVER_P50 µs, p99 $OVER_P99 µs, p99.9 $OVER_P999 µs |"
@@ -574,7 +575,7 @@ mkdir -p "$(dirname "$OUT")"
   echo
   echo "Paired rounds (alternating, $DURATION each; round 1 is the table above). Hits at $CONNECTIONS connections, req/s; misses at $MISS_CONNECTIONS connection(s), p50 / p99 µs:"
   echo
-  echo "| round | memory hits | bare | hits / bare | misses direct | via reprise (own CPU) | overhead | via reprise (client's CPU) | overhead |"
+  echo "| round | memory hits req/s / p99 µs | bare req/s / p99 µs | hits / bare | misses direct | via reprise (own CPU) | overhead | via reprise (client's CPU) | overhead |"
   echo "|---:|---:|---:|---:|---|---|---|---|---|"
   printf '%s\n' "${ROUND_ROWS[@]}"
   echo

@@ -170,6 +170,16 @@ async fn stream_and_json_entries_answer_each_other() {
         tools[0].1
     );
     assert_eq!(json_hit.json()["choices"][0]["finish_reason"], "tool_calls");
+    // A second JSON hit (served from the completion assembled on the first)
+    // carries the same completion, with its own routing metadata.
+    let again = proxy.chat(&base).await;
+    assert_eq!(again.cache_status(), "hit");
+    let (mut first, mut second) = (json_hit.json(), again.json());
+    for v in [&mut first, &mut second] {
+        v.as_object_mut().unwrap().remove("routing_metadata");
+    }
+    assert_eq!(first, second);
+    assert_eq!(again.json()["routing_metadata"]["cache"]["status"], "hit");
 
     // JSON miss, then a streamed request: synthesized chunks.
     let mut other = chat_body("cross-2");

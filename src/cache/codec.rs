@@ -126,6 +126,7 @@ pub fn decode(bytes: &[u8]) -> Option<Entry> {
         usage,
         hit_cost: std::sync::OnceLock::new(),
         stream_layout: std::sync::OnceLock::new(),
+        assembled: std::sync::OnceLock::new(),
     })
 }
 

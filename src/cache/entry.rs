@@ -42,6 +42,10 @@ pub struct Entry {
     /// Where a stored stream's chunks are in `body`, found on the first
     /// streamed hit (None: not a stored stream).
     pub stream_layout: std::sync::OnceLock<Option<std::sync::Arc<crate::stream::StreamLayout>>>,
+    /// A stored stream assembled into a `chat.completion`, for non-stream
+    /// requests, built on the first such hit (not weighed: it only exists for
+    /// streams that are also read as JSON).
+    pub assembled: std::sync::OnceLock<Bytes>,
 }
 
 impl Entry {
@@ -61,6 +65,7 @@ impl Entry {
             usage: None,
             hit_cost: std::sync::OnceLock::new(),
             stream_layout: std::sync::OnceLock::new(),
+            assembled: std::sync::OnceLock::new(),
         }
     }
 

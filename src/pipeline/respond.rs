@@ -101,11 +101,16 @@ pub fn cached(
     }
     let json = match entry.format {
         BodyFormat::Json | BodyFormat::AnthropicSse => entry.body.clone(),
-        BodyFormat::Stream => serde_json::from_slice::<StoredStream>(&entry.body)
-            .ok()
-            .and_then(|s| serde_json::to_vec(&stream::assemble(&s)).ok())
-            .map(Bytes::from)
-            .unwrap_or_default(),
+        BodyFormat::Stream => entry
+            .assembled
+            .get_or_init(|| {
+                serde_json::from_slice::<StoredStream>(&entry.body)
+                    .ok()
+                    .and_then(|s| serde_json::to_vec(&stream::assemble(&s)).ok())
+                    .map(Bytes::from)
+                    .unwrap_or_default()
+            })
+            .clone(),
     };
     let body = render::with_routing_metadata(&json, &meta);
     render::response(

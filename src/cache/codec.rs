@@ -124,9 +124,7 @@ pub fn decode(bytes: &[u8]) -> Option<Entry> {
         },
         total_tokens: (tokens != u64::MAX).then_some(tokens),
         usage,
-        hit_cost: std::sync::OnceLock::new(),
-        stream_layout: std::sync::OnceLock::new(),
-        assembled: std::sync::OnceLock::new(),
+        derived: Default::default(),
     })
 }
 

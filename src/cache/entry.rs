@@ -1,5 +1,6 @@
 //! A stored response and what reprise needs to know about it.
 
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
@@ -36,16 +37,22 @@ pub struct Entry {
     pub total_tokens: Option<u64>,
     /// The original call's `usage` object (raw JSON), for the hit's cost.
     pub usage: Option<Bytes>,
-    /// The hit's cost, computed once (prices are fixed for the process), for
-    /// the model it was computed for (custom keys can mix models).
-    pub hit_cost: std::sync::OnceLock<(String, Option<crate::cost::Cost>)>,
-    /// Where a stored stream's chunks are in `body`, found on the first
-    /// streamed hit (None: not a stored stream).
-    pub stream_layout: std::sync::OnceLock<Option<std::sync::Arc<crate::stream::StreamLayout>>>,
+    /// What hits derive from the stored fields, computed on first use.
+    pub derived: Derived,
+}
+
+/// Values derived from an entry's stored fields on the first hit that needs
+/// them, then reused by every later hit (never stored in Redis).
+#[derive(Debug, Default, Clone)]
+pub struct Derived {
+    /// The hit's cost (prices are fixed for the process), for the model it
+    /// was computed for (custom keys can mix models).
+    pub hit_cost: OnceLock<(String, Option<crate::cost::Cost>)>,
+    /// Where a stored stream's chunks are in `body` (None: not a stored stream).
+    pub stream_layout: OnceLock<Option<Arc<crate::stream::StreamLayout>>>,
     /// A stored stream assembled into a `chat.completion`, for non-stream
-    /// requests, built on the first such hit (not weighed: it only exists for
-    /// streams that are also read as JSON).
-    pub assembled: std::sync::OnceLock<Bytes>,
+    /// requests (not weighed: it only exists for streams also read as JSON).
+    pub assembled: OnceLock<Bytes>,
 }
 
 impl Entry {
@@ -63,9 +70,7 @@ impl Entry {
             ttl,
             total_tokens,
             usage: None,
-            hit_cost: std::sync::OnceLock::new(),
-            stream_layout: std::sync::OnceLock::new(),
-            assembled: std::sync::OnceLock::new(),
+            derived: Derived::default(),
         }
     }
 

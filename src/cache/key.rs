@@ -191,7 +191,8 @@ pub fn body_digest(kind: EndpointKind, body: &Json<'_>) -> BodyDigest {
         EndpointKind::Embeddings => embeddings_field,
         EndpointKind::Messages => messages_field,
     };
-    let mut fields: Vec<(&str, &Json<'_>, FieldRole)> = last_of_each_name(body)
+    // Sorted by name already (`last_of_each_name`); filtering keeps the order.
+    let fields: Vec<(&str, &Json<'_>, FieldRole)> = last_of_each_name(body)
         .into_iter()
         .filter(|(_, v)| !v.is_null())
         .map(|(k, v)| (k, v, role(k)))
@@ -202,7 +203,6 @@ pub fn body_digest(kind: EndpointKind, body: &Json<'_>) -> BodyDigest {
             )
         })
         .collect();
-    fields.sort_unstable_by(|a, b| a.0.cmp(b.0));
 
     let mut enc = Encoder {
         hasher: Sha256::new(),
@@ -232,16 +232,17 @@ fn last_of_each_name<'j, 'a>(object: &'j Json<'a>) -> Vec<(&'j str, &'j Json<'a>
         return Vec::new();
     };
     let mut sorted: Vec<(&str, &Json<'a>)> = members.iter().map(|(k, v)| (k.as_ref(), v)).collect();
-    // Stable: among equal names, document order is kept, so the last is last.
+    // Stable: among equal names, document order is kept, so the last is last;
+    // each repeat hands its value to the one kept before it.
     sorted.sort_by(|a, b| a.0.cmp(b.0));
-    let mut out: Vec<(&str, &Json<'a>)> = Vec::with_capacity(sorted.len());
-    for (name, value) in sorted {
-        match out.last_mut() {
-            Some(last) if last.0 == name => last.1 = value,
-            _ => out.push((name, value)),
+    sorted.dedup_by(|later, kept| {
+        let same = later.0 == kept.0;
+        if same {
+            kept.1 = later.1;
         }
-    }
-    out
+        same
+    });
+    sorted
 }
 
 /// Key of a caller-chosen custom key (`x-cache-key`): replaces the body, stays

@@ -35,13 +35,8 @@ pub struct Directives {
 }
 
 impl Directives {
-    /// Reads the body's `cache` object, then the headers. (The extension is
-    /// removed from what goes upstream by `Request::payload`.)
-    pub fn extract(headers: &HeaderMap, body: &Json<'_>) -> Result<Self, ProxyError> {
-        Directives::from_body(body)?.with_headers(headers)
-    }
-
-    /// The directives of the body's `cache` object alone.
+    /// The directives of the body's `cache` object alone (the extension is
+    /// removed from what goes upstream by `Request::payload`).
     pub fn from_body(body: &Json<'_>) -> Result<Self, ProxyError> {
         let mut d = Directives::default();
         if let Some(ext) = body.get("cache") {
@@ -211,7 +206,7 @@ mod tests {
         for (k, v) in headers {
             map.append(*k, HeaderValue::from_static(v));
         }
-        Directives::extract(&map, &Json::from_value(&body))
+        Directives::from_body(&Json::from_value(&body))?.with_headers(&map)
     }
 
     #[test]

@@ -45,7 +45,10 @@ pub fn hit(state: &AppState, model: &str, entry: &Entry) -> Option<Cost> {
         let price = price(state, model)?;
         Some(cost::hit_cost(price, &normalized))
     };
-    let (for_model, cost) = entry.hit_cost.get_or_init(|| (model.to_owned(), compute()));
+    let (for_model, cost) = entry
+        .derived
+        .hit_cost
+        .get_or_init(|| (model.to_owned(), compute()));
     if for_model == model {
         *cost
     } else {

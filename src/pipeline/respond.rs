@@ -61,6 +61,7 @@ pub fn cached(
     if request.streaming && entry.format == BodyFormat::Stream {
         let meta = serde_json::to_value(&meta).ok();
         let layout = entry
+            .derived
             .stream_layout
             .get_or_init(|| stream::StreamLayout::scan(&entry.body).map(std::sync::Arc::new));
         if let Some(layout) = layout {
@@ -102,6 +103,7 @@ pub fn cached(
     let json = match entry.format {
         BodyFormat::Json | BodyFormat::AnthropicSse => entry.body.clone(),
         BodyFormat::Stream => entry
+            .derived
             .assembled
             .get_or_init(|| {
                 serde_json::from_slice::<StoredStream>(&entry.body)

@@ -15,7 +15,7 @@ use super::{chunk_event, DONE_EVENT};
 
 /// Where a stored stream's chunks and usage sit inside its serialized form.
 /// Found by one scan of the entry (the whole body); an entry keeps it, so
-/// later hits on the same entry skip the scan (`Entry::stream_layout`).
+/// later hits on the same entry skip the scan (`entry::Derived::stream_layout`).
 #[derive(Debug)]
 pub struct StreamLayout {
     chunks: Vec<Range<usize>>,

@@ -24,6 +24,8 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     /// Price overrides and additions (`[[pricing.models]]`).
     pub pricing: crate::cost::PricingConfig,
+    /// The semantic tier (`[semantic]`), off by default.
+    pub semantic: crate::semantic::settings::SemanticConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -335,6 +337,7 @@ impl Default for Config {
             cache: CacheConfig::default(),
             routing: RoutingConfig::default(),
             pricing: crate::cost::PricingConfig::default(),
+            semantic: crate::semantic::settings::SemanticConfig::default(),
             providers: vec![ProviderConfig {
                 name: "openai".into(),
                 kind: ProviderKind::Openai,
@@ -462,6 +465,9 @@ impl Config {
         self.pricing
             .build()
             .map_err(|e| invalid("pricing", e.to_string()))?;
+        self.semantic
+            .check()
+            .map_err(|(field, message)| invalid(field, message))?;
         if self.providers.is_empty() {
             return Err(invalid("providers", "at least one provider is required"));
         }
@@ -526,7 +532,7 @@ fn keys_from_env(var: Option<&str>) -> Vec<String> {
 }
 
 /// Durations as humantime strings ("300s", "5m") or integer seconds.
-mod humantime_serde_compat {
+pub(crate) mod humantime_serde_compat {
     use std::time::Duration;
 
     use serde::{de, Deserialize, Deserializer, Serializer};

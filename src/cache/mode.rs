@@ -48,6 +48,9 @@ pub struct CacheRule {
     pub mode: Option<Mode>,
     #[serde(default)]
     pub ttl: Option<Ttl>,
+    /// Semantic tier for these models: true/false overrides `semantic.models`.
+    #[serde(default)]
+    pub semantic: Option<bool>,
 }
 
 /// What applies to one request's model.
@@ -56,6 +59,8 @@ pub struct ModelPolicy {
     pub mode: Mode,
     /// Rule TTL; None = the global `cache.ttl`.
     pub ttl: Option<Ttl>,
+    /// The rule's `semantic` switch; None = decided by `semantic.models`.
+    pub semantic: Option<bool>,
 }
 
 /// Compiled `cache.mode`, `cache.models` and `cache.rules`.
@@ -89,6 +94,7 @@ impl Policies {
             return ModelPolicy {
                 mode: Mode::Off,
                 ttl: None,
+                semantic: None,
             };
         }
         for (patterns, rule) in &self.rules {
@@ -96,12 +102,14 @@ impl Policies {
                 return ModelPolicy {
                     mode: rule.mode.unwrap_or(self.default),
                     ttl: rule.ttl,
+                    semantic: rule.semantic,
                 };
             }
         }
         ModelPolicy {
             mode: self.default,
             ttl: None,
+            semantic: None,
         }
     }
 }
@@ -119,20 +127,24 @@ mod tests {
                 models: vec!["gpt-4o*".into()],
                 mode: Some(Mode::Observe),
                 ttl: None,
+                semantic: Some(false),
             },
             CacheRule {
                 models: vec!["text-embedding-*".into()],
                 mode: None,
                 ttl: Some(Ttl::Forever),
+                semantic: None,
             },
         ];
         let p = Policies::new(Mode::Cache, &[], &rules);
         assert_eq!(p.for_model("gpt-4o-mini").mode, Mode::Observe);
+        assert_eq!(p.for_model("gpt-4o-mini").semantic, Some(false));
         assert_eq!(
             p.for_model("text-embedding-3-small"),
             ModelPolicy {
                 mode: Mode::Cache,
-                ttl: Some(Ttl::Forever)
+                ttl: Some(Ttl::Forever),
+                semantic: None,
             }
         );
         assert_eq!(p.for_model("o3").mode, Mode::Cache);

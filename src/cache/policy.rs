@@ -9,6 +9,8 @@
 //! | `x-cache-ttl: N\|forever`  | `"ttl": N\|"forever"` | TTL of the write (wins over max-age)     |
 //! | `x-cache-namespace: S`     | `"namespace": "S"`    | extra namespace segment                  |
 //! | `x-cache-key: S`           | `"key": "S"`          | custom key inside the namespace          |
+//! | `x-cache-semantic: off`    | `"semantic": false`   | no semantic (fuzzy) match, no vector stored |
+//! | `x-cache-semantic-threshold: 0.97` | —             | a stricter semantic threshold (never looser) |
 //!
 //! When both a header and the body set the same control, the header wins.
 
@@ -32,6 +34,10 @@ pub struct Directives {
     pub ttl: Option<Ttl>,
     pub namespace: Option<String>,
     pub key: Option<String>,
+    /// `x-cache-semantic: off` / `"semantic": false`.
+    pub semantic_off: bool,
+    /// `x-cache-semantic-threshold`, in ten-thousandths (0..=10000).
+    pub semantic_threshold: Option<u16>,
 }
 
 impl Directives {
@@ -91,6 +97,27 @@ impl Directives {
                 "x-cache-namespace",
             )?)?);
         }
+        if let Some(v) = headers.get("x-cache-semantic") {
+            match header_text(v.as_bytes(), "x-cache-semantic")?
+                .trim()
+                .to_ascii_lowercase()
+                .as_str()
+            {
+                "off" => self.semantic_off = true,
+                "on" => self.semantic_off = false,
+                _ => return Err(bad("x-cache-semantic must be `on` or `off`")),
+            }
+        }
+        if let Some(v) = headers.get("x-cache-semantic-threshold") {
+            let text = header_text(v.as_bytes(), "x-cache-semantic-threshold")?;
+            let t = text
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|t| (0.0..=1.0).contains(t))
+                .ok_or_else(|| bad("x-cache-semantic-threshold must be a number from 0 to 1"))?;
+            self.semantic_threshold = Some((t * 10_000.0).round() as u16);
+        }
         if let Some(v) = headers.get("x-cache-key") {
             self.key = Some(checked_custom_key(
                 header_text(v.as_bytes(), "x-cache-key")?,
@@ -111,6 +138,7 @@ impl Directives {
             match name.as_str() {
                 "no_cache" => self.no_cache = body_bool(&value, "cache.no_cache")?,
                 "no_store" => self.no_store = body_bool(&value, "cache.no_store")?,
+                "semantic" => self.semantic_off = !body_bool(&value, "cache.semantic")?,
                 "max_age" => {
                     let secs = value.as_u64().ok_or_else(|| {
                         ProxyError::bad_request("`cache.max_age` must be a non-negative integer", Some("cache.max_age"))
@@ -144,7 +172,7 @@ impl Directives {
                 }
                 other => {
                     return Err(ProxyError::bad_request(
-                        format!("unknown field `cache.{other}` (known: no_cache, no_store, max_age, ttl, namespace, key)"),
+                        format!("unknown field `cache.{other}` (known: no_cache, no_store, max_age, ttl, namespace, key, semantic)"),
                         Some("cache"),
                     ))
                 }
@@ -254,6 +282,24 @@ mod tests {
         assert_eq!(d.ttl, Some(Ttl::After(Duration::from_secs(120))));
         assert_eq!(d.namespace.as_deref(), Some("team-a"));
         assert_eq!(d.key.as_deref(), Some("k1"));
+    }
+
+    #[test]
+    fn semantic_controls() {
+        let d = extract(&[], json!({"cache": {"semantic": false}})).unwrap();
+        assert!(d.semantic_off);
+        let d = extract(
+            &[("x-cache-semantic", "on"), ("x-cache-semantic-threshold", "0.97")],
+            json!({"cache": {"semantic": false}}),
+        )
+        .unwrap();
+        assert!(!d.semantic_off);
+        assert_eq!(d.semantic_threshold, Some(9700));
+        assert!(extract(&[("x-cache-semantic", "maybe")], json!({})).is_err());
+        for bad in ["1.5", "-0.1", "NaN", "high"] {
+            let h: &'static str = Box::leak(bad.to_string().into_boxed_str());
+            assert!(extract(&[("x-cache-semantic-threshold", h)], json!({})).is_err());
+        }
     }
 
     #[test]

@@ -127,6 +127,17 @@ impl RedisTier {
         let _: Option<i64> = self.run(redis::cmd("DEL").arg(key), "DEL").await;
     }
 
+    /// Runs a command on keys another module owns (under [`Self::prefix`]),
+    /// with the same breaker, timeout and fail-open rules.
+    pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd, what: &str) -> Option<T> {
+        self.run(cmd, what).await
+    }
+
+    /// The configured key prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     pub fn breaker_open(&self) -> bool {
         self.breaker.is_open()
     }

@@ -1,0 +1,233 @@
+//! The semantic index in Redis, so that an entry stored by one instance
+//! answers paraphrases on every instance.
+//!
+//! Plain keys and hashes only (Redis 7, Redis Cluster; no Redis Stack), one
+//! key per command, so every command goes to one cluster node:
+//! - `{prefix}:sem:v1:{partition}` — a hash per partition: field = the exact
+//!   entry's key (hex), value = the encoded item (vector, text, flags). It
+//!   expires with the longest-lived entry written into it.
+//! - `{prefix}:semkey:v1:{namespace}:{key}` — which partition an entry's
+//!   item is in (feedback finds it there); same lifetime as the entry.
+//!
+//! Instances read a partition with `HGETALL` on first use and again when
+//! their copy is older than `semantic.refresh`: that is the staleness bound
+//! (an item written, blocked or dropped elsewhere is seen within it).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::index::Item;
+use super::partition::PartitionId;
+use crate::cache::key::CacheKey;
+use crate::cache::redis::RedisTier;
+
+const ITEM_VERSION: u8 = 1;
+const FLAG_BLOCKED: u8 = 1;
+
+pub fn partition_key(redis: &RedisTier, partition: &PartitionId) -> String {
+    format!("{}:sem:v1:{}", redis.prefix(), partition.hex())
+}
+
+pub fn pointer_key(redis: &RedisTier, namespace: &str, key: &CacheKey) -> String {
+    format!("{}:semkey:v1:{namespace}:{}", redis.prefix(), key.hex())
+}
+
+/// `version | flags | dim (u16 LE) | dim × f32 LE | text (UTF-8)`.
+pub fn encode(item: &Item) -> Vec<u8> {
+    let dim = u16::try_from(item.vector.len()).unwrap_or(0);
+    let mut out = Vec::with_capacity(4 + 4 * usize::from(dim) + item.text.len());
+    out.push(ITEM_VERSION);
+    out.push(if item.blocked { FLAG_BLOCKED } else { 0 });
+    out.extend_from_slice(&dim.to_le_bytes());
+    for x in item.vector.iter().take(usize::from(dim)) {
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.extend_from_slice(item.text.as_bytes());
+    out
+}
+
+/// The item of `key`, or None for anything malformed (never a panic).
+pub fn decode(key: CacheKey, bytes: &[u8]) -> Option<Item> {
+    let (&version, rest) = bytes.split_first()?;
+    if version != ITEM_VERSION {
+        return None;
+    }
+    let (&flags, rest) = rest.split_first()?;
+    let dim = usize::from(u16::from_le_bytes([*rest.first()?, *rest.get(1)?]));
+    let rest = rest.get(2..)?;
+    let floats = rest.get(..dim * 4)?;
+    let vector: Vec<f32> = floats
+        .chunks_exact(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
+    if vector.iter().any(|x| !x.is_finite()) {
+        return None;
+    }
+    let text = std::str::from_utf8(rest.get(dim * 4..)?).ok()?;
+    Some(Item {
+        key,
+        vector: Arc::from(vector),
+        text: Arc::from(text),
+        blocked: flags & FLAG_BLOCKED != 0,
+    })
+}
+
+fn parse_key(hex_key: &[u8]) -> Option<CacheKey> {
+    let bytes = hex::decode(hex_key).ok()?;
+    Some(CacheKey(bytes.try_into().ok()?))
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+}
+
+/// Writes an item; `expire` = the exact entry's remaining lifetime (None =
+/// forever). A partition already holding `max_entries` items takes no more.
+pub async fn store(
+    redis: &RedisTier,
+    namespace: &str,
+    partition: &PartitionId,
+    item: &Item,
+    expire: Option<Duration>,
+    max_entries: usize,
+) -> bool {
+    let hash = partition_key(redis, partition);
+    let len: Option<u64> = redis.query(redis::cmd("HLEN").arg(&hash), "HLEN").await;
+    if len.is_none_or(|n| n >= max_entries as u64) {
+        return false;
+    }
+    let field = item.key.hex();
+    let written: Option<i64> = redis
+        .query(
+            redis::cmd("HSET").arg(&hash).arg(&field).arg(encode(item)),
+            "HSET",
+        )
+        .await;
+    if written.is_none() {
+        return false;
+    }
+    match expire {
+        // A new hash gets the entry's lifetime (NX); an existing one keeps the
+        // longest (GT). Both options need Redis 7.
+        Some(ttl) => {
+            for option in ["NX", "GT"] {
+                let _: Option<i64> = redis
+                    .query(
+                        redis::cmd("PEXPIRE")
+                            .arg(&hash)
+                            .arg(millis(ttl))
+                            .arg(option),
+                        "PEXPIRE",
+                    )
+                    .await;
+            }
+        }
+        None => {
+            let _: Option<i64> = redis.query(redis::cmd("PERSIST").arg(&hash), "PERSIST").await;
+        }
+    }
+    let mut set = redis::cmd("SET");
+    set.arg(pointer_key(redis, namespace, &item.key))
+        .arg(partition.hex());
+    if let Some(ttl) = expire {
+        set.arg("PX").arg(millis(ttl));
+    }
+    let _: Option<String> = redis.query(&set, "SET").await;
+    true
+}
+
+/// Every item of a partition; None when Redis is unavailable.
+pub async fn load(redis: &RedisTier, partition: &PartitionId) -> Option<Vec<Item>> {
+    let pairs: Vec<(Vec<u8>, Vec<u8>)> = redis
+        .query(
+            redis::cmd("HGETALL").arg(partition_key(redis, partition)),
+            "HGETALL",
+        )
+        .await?;
+    Some(
+        pairs
+            .into_iter()
+            .filter_map(|(field, value)| decode(parse_key(&field)?, &value))
+            .collect(),
+    )
+}
+
+/// Drops an item whose exact entry is gone.
+pub async fn remove(redis: &RedisTier, partition: &PartitionId, key: &CacheKey) {
+    let _: Option<i64> = redis
+        .query(
+            redis::cmd("HDEL")
+                .arg(partition_key(redis, partition))
+                .arg(key.hex()),
+            "HDEL",
+        )
+        .await;
+}
+
+/// Whether an item for `key` exists in `namespace`.
+pub async fn exists(redis: &RedisTier, namespace: &str, key: &CacheKey) -> bool {
+    redis
+        .exists(&pointer_key(redis, namespace, key))
+        .await
+        .unwrap_or(false)
+}
+
+/// Sets an item's blocked flag; Some(true) when the item exists.
+pub async fn set_blocked(
+    redis: &RedisTier,
+    namespace: &str,
+    key: &CacheKey,
+    blocked: bool,
+) -> Option<bool> {
+    let pointer: Option<String> = redis
+        .query(
+            redis::cmd("GET").arg(pointer_key(redis, namespace, key)),
+            "GET",
+        )
+        .await?;
+    let Some(partition_hex) = pointer else {
+        return Some(false);
+    };
+    let hash = format!("{}:sem:v1:{partition_hex}", redis.prefix());
+    let value: Option<Vec<u8>> = redis
+        .query(redis::cmd("HGET").arg(&hash).arg(key.hex()), "HGET")
+        .await?;
+    let Some(mut item) = value.and_then(|v| decode(*key, &v)) else {
+        return Some(false);
+    };
+    item.blocked = blocked;
+    let _: Option<i64> = redis
+        .query(
+            redis::cmd("HSET").arg(&hash).arg(key.hex()).arg(encode(&item)),
+            "HSET",
+        )
+        .await;
+    Some(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn items_round_trip_and_garbage_decodes_to_none() {
+        let item = Item {
+            key: CacheKey([7; 32]),
+            vector: Arc::from(vec![0.6, -0.8]),
+            text: Arc::from("how do I reset my password?"),
+            blocked: true,
+        };
+        let back = decode(item.key, &encode(&item)).unwrap();
+        assert_eq!(&*back.vector, &*item.vector);
+        assert_eq!(back.text, item.text);
+        assert!(back.blocked);
+        let bytes = encode(&item);
+        for cut in 0..10 {
+            assert!(decode(item.key, &bytes[..cut]).is_none(), "{cut}");
+        }
+        assert!(decode(item.key, &[9, 0, 0, 0]).is_none());
+        assert!(decode(item.key, &[1, 0, 1, 0, 0, 0, 0xc0, 0x7f]).is_none(), "NaN");
+        assert_eq!(parse_key(item.key.hex().as_bytes()), Some(item.key));
+        assert_eq!(parse_key(b"zz"), None);
+    }
+}

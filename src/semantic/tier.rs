@@ -1,0 +1,198 @@
+//! The semantic tier as the pipeline sees it: an embedder behind a bounded
+//! blocking pool, the in-process index, and (with a Redis backend) the
+//! shared copy of it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use wildmatch::WildMatch;
+
+use super::index::{Candidate, Index, Item};
+use super::partition::PartitionId;
+use super::settings::SemanticConfig;
+use super::shared;
+use crate::cache::key::CacheKey;
+use crate::cache::redis::RedisTier;
+
+/// A text to a vector (384 floats, L2-normalized), synchronously on the
+/// calling thread (the tier runs it on the blocking pool).
+pub trait Vectorize: Send + Sync {
+    fn vector(&self, text: &str) -> Result<Vec<f32>, String>;
+}
+
+/// What asking for a vector gave.
+pub enum Embedded {
+    Vector(Arc<[f32]>),
+    /// Every pool slot was busy: the lookup is skipped, never queued.
+    Busy,
+    Failed,
+}
+
+pub struct SemanticTier {
+    pub config: SemanticConfig,
+    models: Vec<WildMatch>,
+    embedder: Arc<dyn Vectorize>,
+    pool: Arc<Semaphore>,
+    pub index: Index,
+}
+
+/// Candidates compared per lookup (best first).
+pub const CANDIDATES: usize = 4;
+
+impl SemanticTier {
+    pub fn new(config: SemanticConfig, embedder: Arc<dyn Vectorize>) -> Self {
+        SemanticTier {
+            models: config.models.iter().map(|m| WildMatch::new(m)).collect(),
+            pool: Arc::new(Semaphore::new(config.pool_size)),
+            index: Index::new(config.max_entries),
+            embedder,
+            config,
+        }
+    }
+
+    /// Whether the tier applies to this (upstream) model: a rule's
+    /// `semantic = true|false` wins over `semantic.models`.
+    pub fn applies(&self, model: &str, rule: Option<bool>) -> bool {
+        rule.unwrap_or_else(|| self.models.is_empty() || self.models.iter().any(|w| w.matches(model)))
+    }
+
+    /// The text's vector, computed on the blocking pool.
+    pub async fn embed(&self, text: &str) -> Embedded {
+        let Ok(permit) = self.pool.clone().try_acquire_owned() else {
+            metrics::counter!("reprise_semantic_embed_total", "outcome" => "busy").increment(1);
+            return Embedded::Busy;
+        };
+        let embedder = self.embedder.clone();
+        let text = text.to_owned();
+        let started = tokio::time::Instant::now();
+        let result = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            embedder.vector(&text)
+        })
+        .await;
+        metrics::histogram!("reprise_semantic_embed_seconds").record(started.elapsed());
+        match result {
+            Ok(Ok(v)) if !v.is_empty() && v.iter().all(|x| x.is_finite()) => {
+                metrics::counter!("reprise_semantic_embed_total", "outcome" => "ok").increment(1);
+                Embedded::Vector(Arc::from(v))
+            }
+            Ok(Ok(_)) => Embedded::Failed,
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "embedding failed");
+                metrics::counter!("reprise_semantic_embed_total", "outcome" => "error").increment(1);
+                Embedded::Failed
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "embedding task failed");
+                metrics::counter!("reprise_semantic_embed_total", "outcome" => "error").increment(1);
+                Embedded::Failed
+            }
+        }
+    }
+
+    /// The most similar items (≥ `floor`), reading the partition from Redis
+    /// first when this instance's copy is missing or older than `refresh`.
+    pub async fn candidates(
+        &self,
+        redis: Option<&RedisTier>,
+        namespace: &str,
+        partition: &PartitionId,
+        vector: &[f32],
+        floor: f32,
+    ) -> Vec<Candidate> {
+        if let Some(redis) = redis {
+            let stale = self
+                .index
+                .loaded_at(namespace, partition)
+                .is_none_or(|at| at.elapsed() >= self.config.refresh);
+            if stale {
+                if let Some(items) = shared::load(redis, partition).await {
+                    self.index.replace(namespace, *partition, items);
+                }
+            }
+        }
+        self.index
+            .search(namespace, partition, vector, floor, CANDIDATES)
+    }
+
+    /// Adds a stored entry's vector (locally, and to Redis when shared).
+    /// `expire` is the exact entry's remaining lifetime (None = forever).
+    #[allow(clippy::too_many_arguments)]
+    pub async fn remember(
+        &self,
+        redis: Option<&RedisTier>,
+        namespace: &str,
+        partition: PartitionId,
+        text: &str,
+        vector: Arc<[f32]>,
+        key: CacheKey,
+        expire: Option<Duration>,
+    ) {
+        let item = Item {
+            key,
+            vector,
+            text: Arc::from(text),
+            blocked: false,
+        };
+        if let Some(redis) = redis {
+            let stored = shared::store(
+                redis,
+                namespace,
+                &partition,
+                &item,
+                expire,
+                self.config.max_entries,
+            )
+            .await;
+            if !stored {
+                metrics::counter!("reprise_semantic_store_skipped_total").increment(1);
+            }
+        }
+        self.index.insert(namespace, partition, item);
+    }
+
+    /// Drops an item whose exact entry is gone (here and in Redis).
+    pub async fn forget(
+        &self,
+        redis: Option<&RedisTier>,
+        namespace: &str,
+        partition: &PartitionId,
+        key: &CacheKey,
+    ) {
+        self.index.remove(namespace, partition, key);
+        if let Some(redis) = redis {
+            shared::remove(redis, partition, key).await;
+        }
+    }
+
+    /// Explicit feedback on an entry of `namespace`: `correct = false`
+    /// stops it from answering paraphrases (for good: a later `true` does
+    /// not undo it). Returns whether the entry was found.
+    pub async fn feedback(
+        &self,
+        redis: Option<&RedisTier>,
+        namespace: &str,
+        key: &CacheKey,
+        correct: bool,
+    ) -> bool {
+        metrics::counter!("reprise_semantic_feedback_total", "correct" => if correct { "true" } else { "false" })
+            .increment(1);
+        if correct {
+            let local = self.index.contains(namespace, key);
+            let shared = match redis {
+                Some(redis) => shared::exists(redis, namespace, key).await,
+                None => false,
+            };
+            return local || shared;
+        }
+        let local = self.index.set_blocked(namespace, key, true).is_some();
+        let shared = match redis {
+            Some(redis) => shared::set_blocked(redis, namespace, key, true)
+                .await
+                .unwrap_or(false),
+            None => false,
+        };
+        local || shared
+    }
+}

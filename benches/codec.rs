@@ -118,6 +118,9 @@ fn bench_codec(c: &mut Criterion) {
             tier: Some(Tier::Memory),
             age_s: Some(42),
             tokens_saved: Some(1700),
+            similarity: None,
+            matched_key: None,
+            verified: None,
         },
         cost: None,
     };

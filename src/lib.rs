@@ -49,6 +49,8 @@ pub enum RunError {
     Pricing(String),
     #[error("invalid redis configuration: {0}")]
     Redis(#[from] redis::RedisError),
+    #[error("{0}")]
+    Semantic(String),
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -63,6 +65,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/models", get(server::models::list))
         .route("/v1/directory/models", get(server::admin::directory))
         .route("/v1/cache/stats", get(server::admin::stats))
+        .route("/v1/cache/feedback", post(server::feedback::create))
         .route("/metrics", get(server::admin::metrics))
         .route("/health", get(server::ops::health))
         .route("/ready", get(server::ops::ready))

@@ -30,6 +30,15 @@ pub struct CacheMetadata {
     pub age_s: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens_saved: Option<u64>,
+    /// Semantic hits: the cosine similarity of the matched entry (4 decimals).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub similarity: Option<f64>,
+    /// Semantic hits: the matched entry's key (hex).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matched_key: Option<String>,
+    /// Semantic hits confirmed by the judge model: `"judge"`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verified: Option<&'static str>,
 }
 
 /// Inserts `"routing_metadata": meta` as the last member of a JSON object
@@ -115,6 +124,9 @@ mod tests {
                 tier: Some(Tier::Memory),
                 age_s: Some(3),
                 tokens_saved: Some(12),
+                similarity: None,
+                matched_key: None,
+                verified: None,
             },
             cost: None,
         }

@@ -28,6 +28,8 @@ pub struct AppState {
     pub stats: Stats,
     /// Request-side facts of recently seen bodies (hits skip parsing).
     pub body_memo: BodyMemo,
+    /// The semantic tier, when `semantic.enabled`.
+    pub semantic: Option<Arc<crate::semantic::tier::SemanticTier>>,
     /// Keys that see every namespace in `/v1/cache/stats`.
     admin_keys: HashSet<String>,
     /// Keys callers must present; empty = open.
@@ -48,6 +50,8 @@ impl AppState {
                 .map_err(|e| crate::RunError::Pricing(e.to_string()))?,
             stats: Stats::default(),
             body_memo: BodyMemo::default(),
+            semantic: crate::semantic::load::tier(&config.semantic)
+                .map_err(crate::RunError::Semantic)?,
             admin_keys: config.admin_keys().into_iter().collect(),
             caller_keys: config.caller_keys().into_iter().collect(),
             client,

@@ -31,6 +31,8 @@ pub struct Counters {
     pub requests: u64,
     pub hits_memory: u64,
     pub hits_redis: u64,
+    /// Paraphrases answered by the semantic tier.
+    pub hits_semantic: u64,
     pub misses: u64,
     pub bypass: u64,
     pub coalesced: u64,
@@ -41,6 +43,8 @@ pub struct Counters {
     pub tokens_saved: u64,
     pub usd_spent: f64,
     pub usd_saved_by_cache: f64,
+    /// The part of `usd_saved_by_cache` answered by the semantic tier.
+    pub usd_saved_by_semantic: f64,
     pub usd_saved_by_provider_cache: f64,
 }
 
@@ -49,6 +53,7 @@ impl Counters {
         self.requests += 1;
         match (r.status, r.tier) {
             (Some(CacheStatus::Hit), Some(Tier::Redis)) => self.hits_redis += 1,
+            (Some(CacheStatus::Hit), Some(Tier::Semantic)) => self.hits_semantic += 1,
             (Some(CacheStatus::Hit), _) => self.hits_memory += 1,
             (Some(CacheStatus::Miss), _) => self.misses += 1,
             (Some(CacheStatus::Bypass), _) => self.bypass += 1,
@@ -66,6 +71,9 @@ impl Counters {
         self.tokens_saved += r.tokens_saved;
         self.usd_spent += r.usd_spent;
         self.usd_saved_by_cache += r.usd_saved_cache;
+        if r.tier == Some(Tier::Semantic) {
+            self.usd_saved_by_semantic += r.usd_saved_cache;
+        }
         self.usd_saved_by_provider_cache += r.usd_saved_provider;
     }
 
@@ -73,6 +81,7 @@ impl Counters {
         self.requests += o.requests;
         self.hits_memory += o.hits_memory;
         self.hits_redis += o.hits_redis;
+        self.hits_semantic += o.hits_semantic;
         self.misses += o.misses;
         self.bypass += o.bypass;
         self.coalesced += o.coalesced;
@@ -83,12 +92,13 @@ impl Counters {
         self.tokens_saved += o.tokens_saved;
         self.usd_spent += o.usd_spent;
         self.usd_saved_by_cache += o.usd_saved_by_cache;
+        self.usd_saved_by_semantic += o.usd_saved_by_semantic;
         self.usd_saved_by_provider_cache += o.usd_saved_by_provider_cache;
     }
 
     /// The JSON view: counters plus derived totals and the hit rate.
     pub fn view(&self) -> serde_json::Value {
-        let hits = self.hits_memory + self.hits_redis;
+        let hits = self.hits_memory + self.hits_redis + self.hits_semantic;
         let answered_by_cache = hits + self.coalesced + self.stale;
         let looked_up = answered_by_cache + self.misses;
         let hit_rate = if looked_up == 0 {
@@ -98,7 +108,7 @@ impl Counters {
         };
         serde_json::json!({
             "requests": self.requests,
-            "hits": {"memory": self.hits_memory, "redis": self.hits_redis, "total": hits},
+            "hits": {"memory": self.hits_memory, "redis": self.hits_redis, "semantic": self.hits_semantic, "total": hits},
             "misses": self.misses,
             "bypass": self.bypass,
             "coalesced": self.coalesced,
@@ -110,6 +120,7 @@ impl Counters {
             "usd": {
                 "spent": round10(self.usd_spent),
                 "saved_by_cache": round10(self.usd_saved_by_cache),
+                "saved_by_semantic": round10(self.usd_saved_by_semantic),
                 "saved_by_provider_cache": round10(self.usd_saved_by_provider_cache),
             },
         })

@@ -38,6 +38,8 @@ impl CacheStatus {
 pub enum Tier {
     Memory,
     Redis,
+    /// A paraphrase matched a stored entry (`semantic/`).
+    Semantic,
 }
 
 impl Tier {
@@ -45,6 +47,7 @@ impl Tier {
         match self {
             Tier::Memory => "memory",
             Tier::Redis => "redis",
+            Tier::Semantic => "semantic",
         }
     }
 }

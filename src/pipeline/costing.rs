@@ -67,7 +67,12 @@ pub fn hit_record(
     let saved = cost.map_or(0.0, |c| c.cache_savings_usd);
     metrics::counter!("reprise_tokens_saved_total").increment(tokens);
     if saved > 0.0 {
-        metrics::counter!("reprise_saved_microusd_total", "source" => "cache")
+        let source = if tier == Some(Tier::Semantic) {
+            "semantic"
+        } else {
+            "cache"
+        };
+        metrics::counter!("reprise_saved_microusd_total", "source" => source)
             .increment(micro_usd(saved));
     }
     Record {

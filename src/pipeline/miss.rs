@@ -154,6 +154,11 @@ pub async fn forward_and_store(
         if shareable && oversized {
             metrics::counter!("reprise_cache_oversized_total").increment(1);
         }
+        let remember = if storable {
+            super::semantic::Remember::from(request)
+        } else {
+            None
+        };
         let (state, key, namespace) = (state.clone(), request.key, request.namespace.clone());
         if guard.is_some() || storable || lock.is_some() {
             tokio::spawn(async move {
@@ -164,7 +169,11 @@ pub async fn forward_and_store(
                     });
                 }
                 if let (Some(entry), Some(key), true) = (entry, key, storable) {
+                    let expire = entry.remaining();
                     state.tiers.store(key, &namespace, entry).await;
+                    if let Some(remember) = remember {
+                        remember.run(key, expire).await;
+                    }
                 }
                 if let (Some(lock), Some(redis)) = (lock, state.tiers.redis.as_ref()) {
                     redis.unlock(&lock).await;
@@ -191,6 +200,9 @@ pub async fn forward_and_store(
                 tier: None,
                 age_s: None,
                 tokens_saved: None,
+                similarity: None,
+                matched_key: None,
+                verified: None,
             },
             cost: cost.as_ref(),
         };

@@ -11,8 +11,10 @@
 mod adapt;
 mod costing;
 mod forward;
+mod judge;
 mod miss;
 mod respond;
+mod semantic;
 mod stream_client;
 mod stream_source;
 mod streaming;
@@ -70,6 +72,8 @@ pub(crate) struct Request {
     pub wants_usage: bool,
     /// The provider dialect (and translation) this request uses.
     pub wire: adapt::Wire,
+    /// The semantic tier's part (off unless `semantic.enabled`).
+    pub semantic: semantic::Plan,
 }
 
 impl Request {
@@ -283,6 +287,16 @@ async fn flow(request: &Request) -> Result<Answer, ProxyError> {
                 costing::hit(state, &request.model, &entry).map_or(0.0, |c| c.cache_savings_usd);
         }
         stale = found.stale.filter(|(e, _)| respond::compatible(request, e));
+        if !record.would_hit {
+            match semantic::lookup(request).await {
+                semantic::Found::Hit(answer) => return Ok(answer),
+                semantic::Found::WouldHit(saved) => {
+                    record.would_hit = true;
+                    record.would_save_usd = saved;
+                }
+                semantic::Found::Nothing => {}
+            }
+        }
     }
     if request.directives.only_if_cached {
         return Err(ProxyError::NotCached);
@@ -375,7 +389,13 @@ fn prepare(
     });
 
     let wire = adapt::wire(kind, &route.provider)?;
+    let semantic = if cacheable {
+        semantic::Plan::new(&state, &upstream_model, policy.semantic, kind, &directives)
+    } else {
+        semantic::Plan::default()
+    };
     Ok(Request {
+        semantic,
         default_ttl: policy.ttl.unwrap_or(state.config.cache.ttl),
         state,
         kind,

@@ -25,7 +25,29 @@ pub fn cached(
     tier: Option<Tier>,
     cost: Option<&Cost>,
 ) -> Response {
+    cached_as(request, entry, status, tier, cost, None)
+}
+
+/// How a semantic hit matched: it answers with another request's entry.
+pub struct SemanticMatch {
+    pub key: CacheKey,
+    pub similarity: f32,
+    /// `Some("judge")` when the judge model confirmed the match.
+    pub verified: Option<&'static str>,
+}
+
+/// [`cached`], for an entry found by meaning (`x-cache-tier: semantic`,
+/// `x-cache-similarity`, `x-cache-key` = the matched entry's key).
+pub fn cached_as(
+    request: &Request,
+    entry: &Entry,
+    status: CacheStatus,
+    tier: Option<Tier>,
+    cost: Option<&Cost>,
+    semantic: Option<&SemanticMatch>,
+) -> Response {
     let age = entry.age().as_secs();
+    let similarity = semantic.map(|m| (f64::from(m.similarity) * 1e4).round() / 1e4);
     let meta = RoutingMetadata {
         provider: &request.provider.name,
         cache: CacheMetadata {
@@ -33,15 +55,30 @@ pub fn cached(
             tier,
             age_s: Some(age),
             tokens_saved: entry.total_tokens,
+            similarity,
+            matched_key: semantic.map(|m| m.key.hex()),
+            verified: semantic.and_then(|m| m.verified),
         },
         cost,
     };
     let mut headers = HeaderMap::new();
-    render::cache_headers(&mut headers, status, request.key.as_ref());
+    let key = semantic.map(|m| &m.key).or(request.key.as_ref());
+    render::cache_headers(&mut headers, status, key);
     if let Some(tier) = tier {
         headers.insert(
             HeaderName::from_static("x-cache-tier"),
             HeaderValue::from_static(tier.as_str()),
+        );
+    }
+    if let Some(similarity) = similarity {
+        if let Ok(v) = HeaderValue::from_str(&format!("{similarity:.4}")) {
+            headers.insert(HeaderName::from_static("x-cache-similarity"), v);
+        }
+    }
+    if let Some(verified) = semantic.and_then(|m| m.verified) {
+        headers.insert(
+            HeaderName::from_static("x-cache-verified"),
+            HeaderValue::from_static(verified),
         );
     }
     headers.insert(header::AGE, HeaderValue::from(age));

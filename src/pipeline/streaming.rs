@@ -102,6 +102,7 @@ pub async fn lead(
         idle_timeout: state.config.server.upstream_timeout,
         cancel_on_disconnect: state.config.cache.stream_on_disconnect == StreamDisconnect::Cancel,
         wire: request.wire,
+        remember: super::semantic::Remember::from(request),
     };
     tokio::spawn(pump.run(response));
 
@@ -168,6 +169,8 @@ struct Pump {
     idle_timeout: std::time::Duration,
     cancel_on_disconnect: bool,
     wire: super::adapt::Wire,
+    /// Adds the request's vector to the semantic index once stored.
+    remember: Option<super::semantic::Remember>,
 }
 
 impl Pump {
@@ -272,9 +275,13 @@ impl Pump {
         };
         let state = self.state;
         let namespace = self.namespace;
+        let remember = self.remember;
         async move {
             if let Some((entry, key)) = store {
                 state.tiers.store_shared(key, &namespace, &entry).await;
+                if let Some(remember) = remember {
+                    remember.run(key, entry.remaining()).await;
+                }
             }
         }
     }

@@ -16,10 +16,10 @@ use sha2::{Digest, Sha256};
 use crate::cache::key::{body_digest, scoped_key, EndpointKind, KeyScope};
 use crate::json::Json;
 
-/// Texts longer than this are not eligible: the embedder truncates its input
-/// (256 tokens), and two long texts that differ only past the cut would look
-/// identical to it.
-pub const MAX_TEXT_BYTES: usize = 1000;
+/// Texts longer than this are not eligible (a bound on the embedding work).
+/// The tier also refuses any text the embedder would truncate (256 tokens):
+/// two long texts that differ only past the cut would look identical to it.
+pub const MAX_TEXT_BYTES: usize = 4096;
 
 /// Version of the partition derivation (part of every partition id).
 const PARTITION_VERSION: &[u8] = b"reprise-semantic-partition-v1";
@@ -158,7 +158,7 @@ mod tests {
 
     use super::*;
 
-    fn scope(ns: &str, model: &'static str) -> KeyScope<'_> {
+    fn scope<'a>(ns: &'a str, model: &'static str) -> KeyScope<'a> {
         KeyScope {
             namespace: ns,
             kind: EndpointKind::Chat,

@@ -19,6 +19,11 @@ use crate::cache::redis::RedisTier;
 /// calling thread (the tier runs it on the blocking pool).
 pub trait Vectorize: Send + Sync {
     fn vector(&self, text: &str) -> Result<Vec<f32>, String>;
+
+    /// Whether the whole text fits the model's input (not truncated).
+    fn fits(&self, _text: &str) -> bool {
+        true
+    }
 }
 
 /// What asking for a vector gave.
@@ -26,6 +31,8 @@ pub enum Embedded {
     Vector(Arc<[f32]>),
     /// Every pool slot was busy: the lookup is skipped, never queued.
     Busy,
+    /// The text is longer than the model's input: not eligible.
+    TooLong,
     Failed,
 }
 
@@ -68,16 +75,24 @@ impl SemanticTier {
         let started = tokio::time::Instant::now();
         let result = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            embedder.vector(&text)
+            if !embedder.fits(&text) {
+                return Ok(None);
+            }
+            embedder.vector(&text).map(Some)
         })
         .await;
         metrics::histogram!("reprise_semantic_embed_seconds").record(started.elapsed());
         match result {
-            Ok(Ok(v)) if !v.is_empty() && v.iter().all(|x| x.is_finite()) => {
+            Ok(Ok(Some(v))) if !v.is_empty() && v.iter().all(|x| x.is_finite()) => {
                 metrics::counter!("reprise_semantic_embed_total", "outcome" => "ok").increment(1);
                 Embedded::Vector(Arc::from(v))
             }
-            Ok(Ok(_)) => Embedded::Failed,
+            Ok(Ok(None)) => {
+                metrics::counter!("reprise_semantic_embed_total", "outcome" => "too_long")
+                    .increment(1);
+                Embedded::TooLong
+            }
+            Ok(Ok(Some(_))) => Embedded::Failed,
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "embedding failed");
                 metrics::counter!("reprise_semantic_embed_total", "outcome" => "error").increment(1);

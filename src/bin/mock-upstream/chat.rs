@@ -3,7 +3,8 @@
 //! content = `"Mock answer to: " + last user text (≤200 chars) + " [" + hash8 + "]"`
 //! where hash8 is the first 8 hex chars of SHA-256 over the request body without
 //! `stream` / `stream_options`, so a streamed and a non-streamed request get the
-//! same content. See `stream.rs` for the SSE rendering of the same [`Answer`].
+//! same content. Models named `judge-yes*` always answer `"yes"` (a judge that
+//! confirms, for reprise's semantic-tier tests). See `stream.rs` for the SSE rendering of the same [`Answer`].
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -104,10 +105,14 @@ pub fn build_answer(body: &Map<String, Value>, model: &str, seq: u64, created: u
         .map(message_text)
         .unwrap_or_default();
     let hash = body_hash8(body);
-    let base = format!(
-        "Mock answer to: {} [{hash}]",
-        truncate_chars(&last_user, 200)
-    );
+    let base = if model.starts_with("judge-yes") {
+        "yes".to_owned()
+    } else {
+        format!(
+            "Mock answer to: {} [{hash}]",
+            truncate_chars(&last_user, 200)
+        )
+    };
     let reasoning = model
         .contains("reasoning")
         .then(|| format!("Thinking about: {}", truncate_chars(&last_user, 60)));

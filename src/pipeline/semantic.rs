@@ -1,0 +1,314 @@
+//! The semantic tier in the flow: after an exact miss (memory, then Redis)
+//! and before single-flight, an eligible request's last user text is
+//! embedded and compared with the stored texts of its context partition; a
+//! candidate is served when it is similar enough *and* passes the lexical
+//! guard (or, in the judge band, when the judge model says yes). After a
+//! stored miss the request's vector is added, off the response path.
+//!
+//! The exact hit path never reaches this file.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::{costing, judge, respond, Answer, Request};
+use crate::cache::key::{CacheKey, EndpointKind, KeyScope};
+use crate::cache::outcome::{CacheStatus, Tier};
+use crate::json::Json;
+use crate::semantic::guard::lexical_guard;
+use crate::semantic::index::Candidate;
+use crate::semantic::partition::{self, Subject};
+use crate::semantic::tier::{Embedded, SemanticTier};
+use crate::state::AppState;
+
+/// The semantic tier's part of one request.
+#[derive(Default)]
+pub(crate) struct Plan {
+    /// The tier applies: enabled, model and rule allow it, no custom key,
+    /// not switched off by the request.
+    pub enabled: bool,
+    /// `x-cache-semantic-threshold` in ten-thousandths (tightens only).
+    pub threshold_bp: Option<u16>,
+    /// What the lookup derived, reused when the answer is stored.
+    probe: OnceLock<Arc<Probe>>,
+}
+
+struct Probe {
+    subject: Subject,
+    vector: Arc<[f32]>,
+}
+
+impl Plan {
+    pub fn new(
+        state: &AppState,
+        model: &str,
+        rule: Option<bool>,
+        kind: EndpointKind,
+        directives: &crate::cache::policy::Directives,
+    ) -> Self {
+        let enabled = state
+            .semantic
+            .as_ref()
+            .is_some_and(|t| t.applies(model, rule))
+            && kind != EndpointKind::Embeddings
+            && directives.key.is_none()
+            && !directives.semantic_off;
+        Plan {
+            enabled,
+            threshold_bp: directives.semantic_threshold,
+            probe: OnceLock::new(),
+        }
+    }
+}
+
+/// What the semantic lookup found.
+pub(crate) enum Found {
+    Hit(Answer),
+    /// Observe mode: a hit that was not served, and what it would have saved.
+    WouldHit(f64),
+    Nothing,
+}
+
+fn scope(request: &Request) -> KeyScope<'_> {
+    KeyScope {
+        namespace: &request.namespace,
+        kind: request.kind,
+        provider: &request.provider.name,
+        model: &request.model,
+    }
+}
+
+fn outcome(what: &'static str) {
+    metrics::counter!("reprise_semantic_lookups_total", "outcome" => what).increment(1);
+}
+
+/// Looks the request up by meaning (called after an exact miss).
+pub(crate) async fn lookup(request: &Request) -> Found {
+    let (true, Some(tier)) = (request.semantic.enabled, request.state.semantic.as_ref()) else {
+        return Found::Nothing;
+    };
+    let state = &request.state;
+    let subject = match Json::parse(&request.raw)
+        .ok()
+        .map(|body| partition::subject(&scope(request), &body, tier.config.max_temperature))
+    {
+        Some(Ok(subject)) => subject,
+        Some(Err(why)) => {
+            outcome(why.as_str());
+            return Found::Nothing;
+        }
+        None => return Found::Nothing,
+    };
+    let vector = match tier.embed(&subject.text).await {
+        Embedded::Vector(v) => v,
+        Embedded::Busy => {
+            outcome("skipped_busy");
+            return Found::Nothing;
+        }
+        Embedded::TooLong => {
+            outcome("text_size");
+            return Found::Nothing;
+        }
+        Embedded::Failed => {
+            outcome("embed_failed");
+            return Found::Nothing;
+        }
+    };
+    let threshold = threshold(tier, request.semantic.threshold_bp);
+    let judging = tier.config.judge_model.is_some();
+    let floor = if judging {
+        tier.config.judge_floor.min(threshold)
+    } else {
+        threshold
+    };
+    let redis = state.tiers.redis.as_ref();
+    let candidates = tier
+        .candidates(
+            redis,
+            &request.namespace,
+            &subject.partition,
+            &vector,
+            floor,
+        )
+        .await;
+    let probe = request.semantic.probe.get_or_init(|| {
+        Arc::new(Probe {
+            subject,
+            vector: vector.clone(),
+        })
+    });
+    let mut found = Found::Nothing;
+    for candidate in candidates {
+        if !lexical_guard(&probe.subject.text, &candidate.text) {
+            outcome("guard_rejected");
+            continue;
+        }
+        let needs_judge = candidate.similarity < threshold;
+        if needs_judge && !judging {
+            continue;
+        }
+        let Some(entry) = matched_entry(request, tier, &probe.subject, &candidate).await else {
+            continue;
+        };
+        let mut verified = None;
+        if needs_judge {
+            if !request.mode.serves() {
+                // Observe mode does not spend judge calls on would-be hits.
+                continue;
+            }
+            if !judge::confirms(request, &candidate.text, &probe.subject.text).await {
+                outcome("judge_no");
+                continue;
+            }
+            outcome("judge_yes");
+            verified = Some("judge");
+        }
+        let cost = costing::hit(state, &request.model, &entry);
+        if !request.mode.serves() {
+            outcome("would_hit");
+            found = Found::WouldHit(cost.map_or(0.0, |c| c.cache_savings_usd));
+            break;
+        }
+        outcome("hit");
+        let matched = respond::SemanticMatch {
+            key: candidate.key,
+            similarity: candidate.similarity,
+            verified,
+        };
+        let record = costing::hit_record(
+            CacheStatus::Hit,
+            Some(Tier::Semantic),
+            &entry,
+            cost.as_ref(),
+        );
+        let response = respond::cached_as(
+            request,
+            &entry,
+            CacheStatus::Hit,
+            Some(Tier::Semantic),
+            cost.as_ref(),
+            Some(&matched),
+        );
+        return Found::Hit(Answer::new(response, record));
+    }
+    if matches!(found, Found::Nothing) {
+        outcome("miss");
+    }
+    found
+}
+
+/// The configured threshold, tightened (never loosened) by the request.
+fn threshold(tier: &SemanticTier, requested_bp: Option<u16>) -> f32 {
+    let configured = tier.config.threshold;
+    requested_bp.map_or(configured, |bp| configured.max(f32::from(bp) / 10_000.0))
+}
+
+/// The exact entry a candidate points at, if it is still there (fresh and
+/// servable to this request). A candidate whose entry is gone is dropped.
+async fn matched_entry(
+    request: &Request,
+    tier: &SemanticTier,
+    subject: &Subject,
+    candidate: &Candidate,
+) -> Option<Arc<crate::cache::entry::Entry>> {
+    let state = &request.state;
+    let found = state
+        .tiers
+        .lookup(
+            &candidate.key,
+            &request.namespace,
+            request.directives.max_age,
+        )
+        .await;
+    if let Some((entry, _)) = found.fresh {
+        return respond::compatible(request, &entry).then_some(entry);
+    }
+    if found.stale.is_some() {
+        return None;
+    }
+    // Gone (expired, evicted, purged): drop the match, unless Redis merely
+    // did not answer.
+    let redis = state.tiers.redis.as_ref();
+    let gone = match redis {
+        Some(r) => r.exists(&r.entry_key(&request.namespace, &candidate.key)).await == Some(false),
+        None => true,
+    };
+    if gone {
+        outcome("entry_gone");
+        tier.forget(redis, &request.namespace, &subject.partition, &candidate.key)
+            .await;
+    }
+    None
+}
+
+/// Adds a stored answer's vector to the index, off the response path.
+pub(crate) struct Remember {
+    state: Arc<AppState>,
+    namespace: String,
+    kind: EndpointKind,
+    provider: String,
+    model: String,
+    raw: Bytes,
+    probe: Option<Arc<Probe>>,
+}
+
+impl Remember {
+    /// None when this request's answer does not go into the index.
+    pub fn from(request: &Request) -> Option<Self> {
+        if !request.semantic.enabled || !request.writes() {
+            return None;
+        }
+        Some(Remember {
+            state: request.state.clone(),
+            namespace: request.namespace.clone(),
+            kind: request.kind,
+            provider: request.provider.name.clone(),
+            model: request.model.clone(),
+            raw: request.raw.clone(),
+            probe: request.semantic.probe.get().cloned(),
+        })
+    }
+
+    /// Adds the vector for `key`, whose entry lives `expire` more (None = forever).
+    pub async fn run(self, key: CacheKey, expire: Option<Duration>) {
+        let Some(tier) = self.state.semantic.as_ref() else {
+            return;
+        };
+        let (subject, vector) = match self.probe {
+            Some(p) => (p.subject.clone(), p.vector.clone()),
+            None => {
+                let scope = KeyScope {
+                    namespace: &self.namespace,
+                    kind: self.kind,
+                    provider: &self.provider,
+                    model: &self.model,
+                };
+                let Some(Ok(subject)) = Json::parse(&self.raw)
+                    .ok()
+                    .map(|b| partition::subject(&scope, &b, tier.config.max_temperature))
+                else {
+                    return;
+                };
+                match tier.embed(&subject.text).await {
+                    Embedded::Vector(v) => (subject, v),
+                    _ => {
+                        metrics::counter!("reprise_semantic_store_skipped_total").increment(1);
+                        return;
+                    }
+                }
+            }
+        };
+        let grace = self.state.config.cache.stale_grace;
+        tier.remember(
+            self.state.tiers.redis.as_ref(),
+            &self.namespace,
+            subject.partition,
+            &subject.text,
+            vector,
+            key,
+            expire.map(|e| e + grace),
+        )
+        .await;
+    }
+}

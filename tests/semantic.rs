@@ -1,0 +1,346 @@
+//! The semantic tier end to end: a real reprise, the real embedder
+//! (models/all-MiniLM-L6-v2, fetched by scripts/fetch-embedding-model.sh),
+//! the mock upstream, and a real redis-server for sharing between instances.
+//!
+//! Vectors are added off the response path; tests wait for that event by
+//! asking a known paraphrase with `Cache-Control: only-if-cached` (a semantic
+//! hit answers 200, anything else 504 without calling the provider) before
+//! asserting anything else.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::redis::RedisServer;
+use common::{config_for, Mock, Proxy, Reply};
+use reprise::config::{Backend, Config};
+use serde_json::{json, Value};
+
+fn model_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2")
+}
+
+fn semantic_config(mock: &Mock) -> Config {
+    let mut config = config_for(&mock.url);
+    config.semantic.enabled = true;
+    config.semantic.model_dir = Some(model_dir());
+    config
+}
+
+const QUESTION: &str = "How do I reset my password in 3 steps?";
+const PARAPHRASE: &str = "How can I reset my password in 3 steps?";
+
+fn ask(text: &str) -> Value {
+    json!({"model": "gpt-4o-mini", "temperature": 0, "messages": [
+        {"role": "system", "content": "You are a support bot."},
+        {"role": "user", "content": "Hi"},
+        {"role": "assistant", "content": "Hello! How can I help?"},
+        {"role": "user", "content": text}]})
+}
+
+async fn cached_only(proxy: &Proxy, body: &Value, headers: &[(&str, &str)]) -> Reply {
+    let mut all = vec![("cache-control", "only-if-cached")];
+    all.extend_from_slice(headers);
+    proxy.chat_with(body, &all).await
+}
+
+/// Waits (bounded) until `body` is answered by the semantic tier.
+async fn wait_semantic(proxy: &Proxy, body: &Value, headers: &[(&str, &str)]) -> Reply {
+    for _ in 0..1000 {
+        let reply = cached_only(proxy, body, headers).await;
+        if reply.status == 200 {
+            return reply;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("no semantic hit for {body}");
+}
+
+/// Stores QUESTION (a miss) and waits until its vector answers PARAPHRASE.
+async fn seed(proxy: &Proxy) -> Reply {
+    let first = proxy.chat(&ask(QUESTION)).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.cache_status(), "miss");
+    wait_semantic(proxy, &ask(PARAPHRASE), &[]).await;
+    first
+}
+
+fn content(reply: &Reply) -> String {
+    reply.json()["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn paraphrase_is_a_semantic_hit_json_and_stream() {
+    let mock = Mock::start().await;
+    let proxy = Proxy::start(semantic_config(&mock)).await;
+    let first = seed(&proxy).await;
+    let key = first.header("x-cache-key").unwrap().to_owned();
+
+    let hit = proxy.chat(&ask(PARAPHRASE)).await;
+    assert_eq!(hit.status, 200);
+    assert_eq!(hit.cache_status(), "hit");
+    assert_eq!(hit.header("x-cache-tier"), Some("semantic"));
+    assert_eq!(hit.header("x-cache-key"), Some(key.as_str()));
+    let similarity: f64 = hit.header("x-cache-similarity").unwrap().parse().unwrap();
+    assert!(similarity >= f64::from(reprise::semantic::defaults::DEFAULT_THRESHOLD));
+    assert!(similarity < 1.0);
+    assert_eq!(hit.header("x-cache-similarity").unwrap().len(), 6, "4 decimals");
+    assert_eq!(content(&hit), content(&first));
+    let meta = &hit.json()["routing_metadata"]["cache"];
+    assert_eq!(meta["tier"], "semantic");
+    assert_eq!(meta["status"], "hit");
+    assert_eq!(meta["matched_key"], key.as_str());
+    assert!((meta["similarity"].as_f64().unwrap() - similarity).abs() < 1e-9);
+    assert_eq!(mock.chat_calls().await, 1);
+
+    // A streamed paraphrase replays the same answer as SSE.
+    let mut streamed = ask(PARAPHRASE);
+    streamed["stream"] = json!(true);
+    let sse = proxy.chat(&streamed).await;
+    assert_eq!(sse.status, 200);
+    assert_eq!(sse.header("x-cache-tier"), Some("semantic"));
+    assert!(sse
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let text = String::from_utf8_lossy(&sse.bytes);
+    assert!(text.contains("\"semantic\""), "{text}");
+    assert!(text.trim_end().ends_with("data: [DONE]"));
+    assert_eq!(mock.chat_calls().await, 1);
+
+    // The exact repeat is still an exact (memory) hit, without similarity.
+    let exact = proxy.chat(&ask(QUESTION)).await;
+    assert_eq!(exact.header("x-cache-tier"), Some("memory"));
+    assert!(exact.header("x-cache-similarity").is_none());
+
+    let stats: Value = proxy
+        .http
+        .get(format!("{}/v1/cache/stats", proxy.url))
+        .header("authorization", "Bearer sk-test-a")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(stats["hits"]["semantic"].as_u64().unwrap() >= 2, "{stats}");
+}
+
+#[tokio::test]
+async fn traps_and_other_contexts_miss() {
+    let mock = Mock::start().await;
+    let proxy = Proxy::start(semantic_config(&mock)).await;
+    seed(&proxy).await;
+
+    let mut other_system = ask(PARAPHRASE);
+    other_system["messages"][0]["content"] = json!("You are a pirate.");
+    let mut other_turn = ask(PARAPHRASE);
+    other_turn["messages"][1]["content"] = json!("Hello");
+    let mut other_model = ask(PARAPHRASE);
+    other_model["model"] = json!("gpt-4o");
+    let mut hot = ask(PARAPHRASE);
+    hot["temperature"] = json!(1.7);
+    let cases = [
+        ("one number", ask("How do I reset my password in 4 steps?")),
+        ("negation", ask("How do I not reset my password in 3 steps?")),
+        ("system prompt", other_system),
+        ("earlier turn", other_turn),
+        ("model", other_model),
+        ("temperature", hot),
+    ];
+    for (what, body) in &cases {
+        let reply = cached_only(&proxy, body, &[]).await;
+        assert_eq!(reply.status, 504, "{what} must not be a semantic hit");
+    }
+    // Another tenant (another key) never sees the entry.
+    let reply = cached_only(
+        &proxy,
+        &ask(PARAPHRASE),
+        &[("authorization", "Bearer sk-test-b")],
+    )
+    .await;
+    assert_eq!(reply.status, 504, "tenant");
+    // Per-request switches.
+    for headers in [
+        vec![("x-cache-semantic", "off")],
+        vec![("x-cache-semantic-threshold", "0.9999")],
+    ] {
+        let reply = cached_only(&proxy, &ask(PARAPHRASE), &headers).await;
+        assert_eq!(reply.status, 504, "{headers:?}");
+    }
+    // A looser per-request threshold does not loosen the configured one.
+    let loose = cached_only(
+        &proxy,
+        &ask("What is the weather like today?"),
+        &[("x-cache-semantic-threshold", "0.1")],
+    )
+    .await;
+    assert_eq!(loose.status, 504);
+    let mut off_in_body = ask(PARAPHRASE);
+    off_in_body["cache"] = json!({"semantic": false});
+    assert_eq!(cached_only(&proxy, &off_in_body, &[]).await.status, 504);
+    // No-cache: no read at all, the provider answers.
+    let fresh = proxy
+        .chat_with(&ask(PARAPHRASE), &[("cache-control", "no-cache")])
+        .await;
+    assert_eq!(fresh.cache_status(), "bypass");
+    assert_eq!(mock.chat_calls().await, 2);
+}
+
+#[tokio::test]
+async fn feedback_false_stops_the_entry_answering_paraphrases() {
+    let mock = Mock::start().await;
+    let proxy = Proxy::start(semantic_config(&mock)).await;
+    let first = seed(&proxy).await;
+    let key = first.header("x-cache-key").unwrap().to_owned();
+    let feedback = |auth: &'static str, body: Value| {
+        let request = proxy
+            .post_as("/v1/cache/feedback", auth)
+            .body(body.to_string());
+        async move { Reply::from(request.send().await.unwrap()).await }
+    };
+    // Another tenant cannot touch it; malformed feedback is a 400.
+    let other = feedback("Bearer sk-test-b", json!({"key": key, "correct": false})).await;
+    assert_eq!(other.status, 404);
+    assert_eq!(other.json()["error"]["code"], "not_found");
+    assert_eq!(
+        feedback("Bearer sk-test-a", json!({"key": "nothex", "correct": false}))
+            .await
+            .status,
+        400
+    );
+    assert_eq!(
+        feedback("Bearer sk-test-a", json!({"key": key}))
+            .await
+            .status,
+        400
+    );
+    assert_eq!(cached_only(&proxy, &ask(PARAPHRASE), &[]).await.status, 200);
+
+    let done = feedback("Bearer sk-test-a", json!({"key": key, "correct": false})).await;
+    assert_eq!(done.status, 200);
+    assert_eq!(done.json()["applied"], true);
+    assert_eq!(cached_only(&proxy, &ask(PARAPHRASE), &[]).await.status, 504);
+    // Its exact hits are unaffected.
+    let exact = proxy.chat(&ask(QUESTION)).await;
+    assert_eq!(exact.cache_status(), "hit");
+    assert_eq!(exact.header("x-cache-tier"), Some("memory"));
+}
+
+#[tokio::test]
+async fn observe_mode_records_would_be_semantic_hits() {
+    let mock = Mock::start().await;
+    let mut config = semantic_config(&mock);
+    config.cache.mode = reprise::cache::mode::Mode::Observe;
+    let proxy = Proxy::start(config).await;
+    proxy.chat(&ask(QUESTION)).await;
+    // Observe never serves, so wait on the event through the stats instead.
+    let mut would = 0;
+    for _ in 0..1000 {
+        // no-store: the paraphrase itself is never written, so a would-hit
+        // can only come from the semantic tier.
+        let reply = proxy
+            .chat_with(&ask(PARAPHRASE), &[("cache-control", "no-store")])
+            .await;
+        assert_eq!(reply.cache_status(), "miss");
+        if reply.header("x-cache-observe") == Some("would-hit") {
+            would += 1;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(would, 1, "a would-be semantic hit is reported");
+}
+
+#[tokio::test]
+async fn judge_band_asks_the_judge_model() {
+    let mock = Mock::start().await;
+    let mut config = semantic_config(&mock);
+    // Every paraphrase falls in the judge band.
+    config.semantic.threshold = 0.9999;
+    config.semantic.judge_floor = 0.5;
+    config.semantic.judge_model = Some("judge-yes-mini".into());
+    let proxy = Proxy::start(config).await;
+    let first = proxy.chat(&ask(QUESTION)).await;
+    let hit = wait_semantic(&proxy, &ask(PARAPHRASE), &[]).await;
+    assert_eq!(hit.header("x-cache-verified"), Some("judge"));
+    assert_eq!(hit.header("x-cache-tier"), Some("semantic"));
+    assert_eq!(content(&hit), content(&first));
+    assert_eq!(hit.json()["routing_metadata"]["cache"]["verified"], "judge");
+    // The judgement itself is an exact-cache hit the second time.
+    let calls = mock.chat_calls().await;
+    let again = cached_only(&proxy, &ask(PARAPHRASE), &[]).await;
+    assert_eq!(again.status, 200);
+    assert_eq!(mock.chat_calls().await, calls);
+
+    // A judge that says anything but yes: a miss.
+    let mock = Mock::start().await;
+    let mut config = semantic_config(&mock);
+    config.semantic.threshold = 0.9999;
+    config.semantic.judge_floor = 0.5;
+    config.semantic.judge_model = Some("gpt-4o-mini".into());
+    let proxy = Proxy::start(config).await;
+    proxy.chat(&ask(QUESTION)).await;
+    proxy.wait_cached("/v1/chat/completions", &ask(QUESTION), &[]).await;
+    let reply = proxy.chat(&ask(PARAPHRASE)).await;
+    assert_eq!(reply.cache_status(), "miss");
+    assert!(reply.header("x-cache-verified").is_none());
+}
+
+#[tokio::test]
+async fn redis_backed_entries_answer_paraphrases_on_another_instance() {
+    let redis = RedisServer::start().await;
+    let mock = Mock::start().await;
+    let shared = |mock: &Mock| {
+        let mut config = semantic_config(mock);
+        config.cache.backend = Backend::Redis;
+        config.cache.redis.url = redis.url();
+        config.semantic.refresh = Duration::from_millis(50);
+        config
+    };
+    let a = Proxy::start(shared(&mock)).await;
+    let b = Proxy::start(shared(&mock)).await;
+    let first = a.chat(&ask(QUESTION)).await;
+    assert_eq!(first.cache_status(), "miss");
+    let hit = wait_semantic(&b, &ask(PARAPHRASE), &[]).await;
+    assert_eq!(hit.header("x-cache-tier"), Some("semantic"));
+    assert_eq!(hit.header("x-cache-key"), first.header("x-cache-key"));
+    assert_eq!(content(&hit), content(&first));
+    assert_eq!(mock.chat_calls().await, 1);
+
+    // Feedback on A stops the entry on B too (within `semantic.refresh`).
+    let key = first.header("x-cache-key").unwrap();
+    let done = a
+        .post("/v1/cache/feedback")
+        .body(json!({"key": key, "correct": false}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), 200);
+    let mut stopped = false;
+    for _ in 0..1000 {
+        if cached_only(&b, &ask(PARAPHRASE), &[]).await.status == 504 {
+            stopped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(stopped, "B saw the feedback");
+}
+
+#[test]
+fn a_missing_model_stops_reprise_naming_the_script() {
+    let mut config = Config::default();
+    config.semantic.enabled = true;
+    config.semantic.model_dir = Some(PathBuf::from("/nonexistent/reprise-model"));
+    let err = match reprise::state::AppState::new(config) {
+        Ok(_) => panic!("started without a model"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("scripts/fetch-embedding-model.sh"), "{err}");
+    assert!(err.contains("/nonexistent/reprise-model"), "{err}");
+}

@@ -6,6 +6,7 @@
 //! asking a known paraphrase with `Cache-Control: only-if-cached` (a semantic
 //! hit answers 200, anything else 504 without calling the provider) before
 //! asserting anything else.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 
@@ -88,7 +89,11 @@ async fn paraphrase_is_a_semantic_hit_json_and_stream() {
     let similarity: f64 = hit.header("x-cache-similarity").unwrap().parse().unwrap();
     assert!(similarity >= f64::from(reprise::semantic::defaults::DEFAULT_THRESHOLD));
     assert!(similarity < 1.0);
-    assert_eq!(hit.header("x-cache-similarity").unwrap().len(), 6, "4 decimals");
+    assert_eq!(
+        hit.header("x-cache-similarity").unwrap().len(),
+        6,
+        "4 decimals"
+    );
     assert_eq!(content(&hit), content(&first));
     let meta = &hit.json()["routing_metadata"]["cache"];
     assert_eq!(meta["tier"], "semantic");
@@ -117,16 +122,17 @@ async fn paraphrase_is_a_semantic_hit_json_and_stream() {
     assert_eq!(exact.header("x-cache-tier"), Some("memory"));
     assert!(exact.header("x-cache-similarity").is_none());
 
-    let stats: Value = proxy
-        .http
-        .get(format!("{}/v1/cache/stats", proxy.url))
-        .header("authorization", "Bearer sk-test-a")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let stats = Reply::from(
+        proxy
+            .http
+            .get(format!("{}/v1/cache/stats", proxy.url))
+            .header("authorization", "Bearer sk-test-a")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .json();
     assert!(stats["hits"]["semantic"].as_u64().unwrap() >= 2, "{stats}");
 }
 
@@ -146,7 +152,10 @@ async fn traps_and_other_contexts_miss() {
     hot["temperature"] = json!(1.7);
     let cases = [
         ("one number", ask("How do I reset my password in 4 steps?")),
-        ("negation", ask("How do I not reset my password in 3 steps?")),
+        (
+            "negation",
+            ask("How do I not reset my password in 3 steps?"),
+        ),
         ("system prompt", other_system),
         ("earlier turn", other_turn),
         ("model", other_model),
@@ -208,9 +217,12 @@ async fn feedback_false_stops_the_entry_answering_paraphrases() {
     assert_eq!(other.status, 404);
     assert_eq!(other.json()["error"]["code"], "not_found");
     assert_eq!(
-        feedback("Bearer sk-test-a", json!({"key": "nothex", "correct": false}))
-            .await
-            .status,
+        feedback(
+            "Bearer sk-test-a",
+            json!({"key": "nothex", "correct": false})
+        )
+        .await
+        .status,
         400
     );
     assert_eq!(
@@ -285,7 +297,9 @@ async fn judge_band_asks_the_judge_model() {
     config.semantic.judge_model = Some("gpt-4o-mini".into());
     let proxy = Proxy::start(config).await;
     proxy.chat(&ask(QUESTION)).await;
-    proxy.wait_cached("/v1/chat/completions", &ask(QUESTION), &[]).await;
+    proxy
+        .wait_cached("/v1/chat/completions", &ask(QUESTION), &[])
+        .await;
     let reply = proxy.chat(&ask(PARAPHRASE)).await;
     assert_eq!(reply.cache_status(), "miss");
     assert!(reply.header("x-cache-verified").is_none());

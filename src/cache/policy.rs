@@ -289,7 +289,10 @@ mod tests {
         let d = extract(&[], json!({"cache": {"semantic": false}})).unwrap();
         assert!(d.semantic_off);
         let d = extract(
-            &[("x-cache-semantic", "on"), ("x-cache-semantic-threshold", "0.97")],
+            &[
+                ("x-cache-semantic", "on"),
+                ("x-cache-semantic-threshold", "0.97"),
+            ],
             json!({"cache": {"semantic": false}}),
         )
         .unwrap();

@@ -12,7 +12,6 @@ use std::future::Future;
 use std::pin::Pin;
 
 use axum::http::{HeaderMap, HeaderValue};
-use axum::response::Response;
 use bytes::Bytes;
 
 use super::Request;
@@ -57,10 +56,18 @@ pub fn says_yes(response_body: &[u8]) -> bool {
         .is_some_and(|t| t.starts_with("yes"))
 }
 
-type Flow = Pin<Box<dyn Future<Output = Response> + Send>>;
-
 /// Asks the judge model whether the answer to `cached` answers `new`.
-pub async fn confirms(request: &Request, cached: &str, new: &str) -> bool {
+/// Boxed with its `Send` bound spelled out: the judge's flow is the same
+/// `run` that called it, and the compiler cannot infer `Send` through that cycle.
+pub fn confirms<'a>(
+    request: &'a Request,
+    cached: &'a str,
+    new: &'a str,
+) -> Pin<Box<dyn Future<Output = bool> + Send + 'a>> {
+    Box::pin(ask(request, cached, new))
+}
+
+async fn ask(request: &Request, cached: &str, new: &str) -> bool {
     let Some(model) = request
         .state
         .semantic
@@ -83,12 +90,14 @@ pub async fn confirms(request: &Request, cached: &str, new: &str) -> bool {
         }
     }
     headers.insert("x-cache-semantic", HeaderValue::from_static("off"));
-    let state = request.state.clone();
-    // Boxed: the judge's flow is the same `run` that called us.
-    let flow: Flow = Box::pin(async move {
-        super::run(state, EndpointKind::Chat, headers, raw.clone(), &facts).await
-    });
-    let response = flow.await;
+    let response = super::run(
+        request.state.clone(),
+        EndpointKind::Chat,
+        headers,
+        raw,
+        &facts,
+    )
+    .await;
     if !response.status().is_success() {
         metrics::counter!("reprise_semantic_judge_failures_total").increment(1);
         return false;

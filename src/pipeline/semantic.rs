@@ -231,13 +231,22 @@ async fn matched_entry(
     // did not answer.
     let redis = state.tiers.redis.as_ref();
     let gone = match redis {
-        Some(r) => r.exists(&r.entry_key(&request.namespace, &candidate.key)).await == Some(false),
+        Some(r) => {
+            r.exists(&r.entry_key(&request.namespace, &candidate.key))
+                .await
+                == Some(false)
+        }
         None => true,
     };
     if gone {
         outcome("entry_gone");
-        tier.forget(redis, &request.namespace, &subject.partition, &candidate.key)
-            .await;
+        tier.forget(
+            redis,
+            &request.namespace,
+            &subject.partition,
+            &candidate.key,
+        )
+        .await;
     }
     None
 }

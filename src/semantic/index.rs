@@ -82,7 +82,11 @@ impl Space {
             }
         }
         self.recency.put(item.key, partition);
-        self.partitions.entry(partition).or_default().items.push(item);
+        self.partitions
+            .entry(partition)
+            .or_default()
+            .items
+            .push(item);
     }
 }
 
@@ -201,7 +205,12 @@ impl Index {
     }
 
     /// Marks an item blocked (or not); returns its partition when it exists.
-    pub fn set_blocked(&self, namespace: &str, key: &CacheKey, blocked: bool) -> Option<PartitionId> {
+    pub fn set_blocked(
+        &self,
+        namespace: &str,
+        key: &CacheKey,
+        blocked: bool,
+    ) -> Option<PartitionId> {
         let space = self.space(namespace, false)?;
         let mut s = space.lock().ok()?;
         let partition = *s.recency.peek(key)?;

@@ -181,7 +181,12 @@ mod tests {
 
     #[test]
     fn only_the_last_user_text_varies_within_a_partition() {
-        let a = of(&chat("be brief", "hi", json!("How do I reset my password?"))).unwrap();
+        let a = of(&chat(
+            "be brief",
+            "hi",
+            json!("How do I reset my password?"),
+        ))
+        .unwrap();
         let b = of(&chat("be brief", "hi", json!("password reset steps?"))).unwrap();
         assert_eq!(a.partition, b.partition);
         assert_eq!(a.text, "How do I reset my password?");

@@ -105,7 +105,10 @@ impl SemanticConfig {
             ));
         }
         if !unit(self.answer_agreement) {
-            return Err(("semantic.answer_agreement", "must be between 0 and 1".into()));
+            return Err((
+                "semantic.answer_agreement",
+                "must be between 0 and 1".into(),
+            ));
         }
         if !(self.max_error_rate > 0.0 && self.max_error_rate < 1.0) {
             return Err(("semantic.max_error_rate", "must be in (0, 1)".into()));

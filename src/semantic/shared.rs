@@ -123,7 +123,9 @@ pub async fn store(
             }
         }
         None => {
-            let _: Option<i64> = redis.query(redis::cmd("PERSIST").arg(&hash), "PERSIST").await;
+            let _: Option<i64> = redis
+                .query(redis::cmd("PERSIST").arg(&hash), "PERSIST")
+                .await;
         }
     }
     let mut set = redis::cmd("SET");
@@ -198,7 +200,10 @@ pub async fn set_blocked(
     item.blocked = blocked;
     let _: Option<i64> = redis
         .query(
-            redis::cmd("HSET").arg(&hash).arg(key.hex()).arg(encode(&item)),
+            redis::cmd("HSET")
+                .arg(&hash)
+                .arg(key.hex())
+                .arg(encode(&item)),
             "HSET",
         )
         .await;
@@ -226,7 +231,10 @@ mod tests {
             assert!(decode(item.key, &bytes[..cut]).is_none(), "{cut}");
         }
         assert!(decode(item.key, &[9, 0, 0, 0]).is_none());
-        assert!(decode(item.key, &[1, 0, 1, 0, 0, 0, 0xc0, 0x7f]).is_none(), "NaN");
+        assert!(
+            decode(item.key, &[1, 0, 1, 0, 0, 0, 0xc0, 0x7f]).is_none(),
+            "NaN"
+        );
         assert_eq!(parse_key(item.key.hex().as_bytes()), Some(item.key));
         assert_eq!(parse_key(b"zz"), None);
     }

@@ -61,7 +61,9 @@ impl SemanticTier {
     /// Whether the tier applies to this (upstream) model: a rule's
     /// `semantic = true|false` wins over `semantic.models`.
     pub fn applies(&self, model: &str, rule: Option<bool>) -> bool {
-        rule.unwrap_or_else(|| self.models.is_empty() || self.models.iter().any(|w| w.matches(model)))
+        rule.unwrap_or_else(|| {
+            self.models.is_empty() || self.models.iter().any(|w| w.matches(model))
+        })
     }
 
     /// The text's vector, computed on the blocking pool.
@@ -95,12 +97,14 @@ impl SemanticTier {
             Ok(Ok(Some(_))) => Embedded::Failed,
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "embedding failed");
-                metrics::counter!("reprise_semantic_embed_total", "outcome" => "error").increment(1);
+                metrics::counter!("reprise_semantic_embed_total", "outcome" => "error")
+                    .increment(1);
                 Embedded::Failed
             }
             Err(e) => {
                 tracing::warn!(error = %e, "embedding task failed");
-                metrics::counter!("reprise_semantic_embed_total", "outcome" => "error").increment(1);
+                metrics::counter!("reprise_semantic_embed_total", "outcome" => "error")
+                    .increment(1);
                 Embedded::Failed
             }
         }

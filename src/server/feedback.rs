@@ -33,7 +33,11 @@ fn not_found(message: &str) -> Response {
     (StatusCode::NOT_FOUND, Json(body)).into_response()
 }
 
-pub async fn create(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let credential = match state.authenticate(&headers) {
         Ok(c) => c,
         Err(e) => return e.into_response(),
@@ -57,15 +61,23 @@ pub async fn create(State(state): State<Arc<AppState>>, headers: HeaderMap, body
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
         .map(CacheKey);
     let Some(key) = key else {
-        return ProxyError::bad_request("`key` must be an x-cache-key value (64 hex digits)", Some("key"))
-            .into_response();
+        return ProxyError::bad_request(
+            "`key` must be an x-cache-key value (64 hex digits)",
+            Some("key"),
+        )
+        .into_response();
     };
     let Some(tier) = state.semantic.as_ref() else {
         return not_found("the semantic tier is not enabled (semantic.enabled)");
     };
     let namespace = state.namespace(credential.as_deref(), directives.namespace.as_deref());
     let found = tier
-        .feedback(state.tiers.redis.as_ref(), &namespace, &key, feedback.correct)
+        .feedback(
+            state.tiers.redis.as_ref(),
+            &namespace,
+            &key,
+            feedback.correct,
+        )
         .await;
     if !found {
         return not_found("no semantic entry with this key in your namespace");

@@ -17,6 +17,7 @@ pub mod json;
 pub mod pipeline;
 pub mod providers;
 pub mod render;
+pub mod semantic;
 pub mod server;
 pub mod state;
 pub mod stats;

@@ -7,14 +7,14 @@ use axum::http::HeaderMap;
 use std::sync::Arc;
 
 use crate::admin::watermarks::Watermarks;
+use crate::cache::facts::BodyMemo;
 use crate::cache::flight::Flights;
 use crate::cache::mode::Policies;
+use crate::cache::namespace::credential_namespace;
 use crate::cache::tier::Tiers;
 use crate::config::Config;
 use crate::cost::Pricing;
 use crate::error::ProxyError;
-use crate::pipeline::credential_namespace;
-use crate::pipeline::facts::BodyMemo;
 use crate::providers::Providers;
 use crate::stats::Stats;
 
@@ -42,7 +42,7 @@ impl AppState {
         let client = crate::upstream::client(config.server.connect_timeout)?;
         Ok(AppState {
             providers: Providers::from_config(&config),
-            tiers: Tiers::new(&config.cache)?,
+            tiers: Tiers::new(config.cache.tier_settings())?,
             flights: Flights::new(),
             policies: Policies::new(config.cache.mode, &config.cache.models, &config.cache.rules),
             pricing: config

@@ -25,6 +25,8 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     /// Price overrides and additions (`[[pricing.models]]`).
     pub pricing: crate::cost::PricingConfig,
+    /// Metadata-only request traces (`[trace]`).
+    pub trace: crate::trace::TraceConfig,
     /// Operator surface: purge watermarks, fleet stats.
     pub admin: AdminConfig,
 }
@@ -415,6 +417,7 @@ impl Default for Config {
             routing: RoutingConfig::default(),
             pricing: crate::cost::PricingConfig::default(),
             admin: AdminConfig::default(),
+            trace: crate::trace::TraceConfig::default(),
             providers: vec![ProviderConfig {
                 name: "openai".into(),
                 kind: ProviderKind::Openai,
@@ -564,6 +567,9 @@ impl Config {
                     "needs non-empty patterns",
                 ));
             }
+        }
+        if let Some((field, message)) = self.trace.problem() {
+            return Err(invalid(field, message));
         }
         self.pricing
             .build()

@@ -11,6 +11,7 @@
 
 pub mod admin;
 pub mod cache;
+pub mod cli;
 pub mod config;
 pub mod cost;
 pub mod error;
@@ -23,6 +24,7 @@ pub mod state;
 pub mod stats;
 pub mod stream;
 pub mod telemetry;
+pub mod trace;
 pub mod upstream;
 
 use std::future::Future;
@@ -69,6 +71,7 @@ pub fn app(state: Arc<AppState>) -> Router {
             "/v1/cache/entries/{key}",
             delete(server::purge::purge_entry),
         )
+        .route("/v1/cache/profile", get(server::profile::live))
         .route("/metrics", get(server::admin::metrics))
         .route("/health", get(server::ops::health))
         .route("/ready", get(server::ops::ready))

@@ -31,6 +31,8 @@ pub struct AppState {
     pub body_memo: BodyMemo,
     /// Purge rules in force (shared through Redis by `admin::sync`).
     pub watermarks: Watermarks,
+    /// Trace file and live window (`[trace]`).
+    pub tracer: crate::trace::Tracer,
     /// Keys that see every namespace in `/v1/cache/stats`.
     admin_keys: HashSet<String>,
     /// Keys callers must present; empty = open.
@@ -52,6 +54,7 @@ impl AppState {
             stats: Stats::default(),
             body_memo: BodyMemo::default(),
             watermarks: Watermarks::default(),
+            tracer: crate::trace::Tracer::new(&config.trace)?,
             admin_keys: config.admin_keys().into_iter().collect(),
             caller_keys: config.caller_keys().into_iter().collect(),
             client,

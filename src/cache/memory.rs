@@ -95,6 +95,21 @@ impl MemoryTier {
         self.cache.invalidate(key).await;
     }
 
+    /// Drops every entry `doomed` picks (purges); returns how many. Walks the
+    /// whole tier: purges are rare, hits never pay for this.
+    pub async fn sweep(&self, doomed: impl Fn(&CacheKey, &Entry) -> bool) -> u64 {
+        let keys: Vec<CacheKey> = self
+            .cache
+            .iter()
+            .filter(|(k, e)| doomed(k, e))
+            .map(|(k, _)| *k)
+            .collect();
+        for key in &keys {
+            self.cache.invalidate(key).await;
+        }
+        keys.len() as u64
+    }
+
     /// (entries, weighted bytes), after pending housekeeping.
     pub async fn usage(&self) -> (u64, u64) {
         self.cache.run_pending_tasks().await;
@@ -150,6 +165,18 @@ mod tests {
         tier.insert(k, "ns", entry(Ttl::Forever, 10)).await;
         tokio::time::advance(Duration::from_secs(10 * 365 * 86400)).await;
         assert!(tier.get(&k).await.is_some());
+    }
+
+    #[tokio::test]
+    async fn sweep_drops_only_what_it_picks() {
+        let tier = MemoryTier::new(1 << 20, Duration::ZERO);
+        for i in 0..10u8 {
+            tier.insert(CacheKey([i; 32]), entry(Ttl::Forever, 10))
+                .await;
+        }
+        assert_eq!(tier.sweep(|k, _| k.0[0] % 2 == 0).await, 5);
+        assert!(tier.get(&CacheKey([2; 32])).await.is_none());
+        assert!(tier.get(&CacheKey([3; 32])).await.is_some());
     }
 
     #[tokio::test]

@@ -9,6 +9,7 @@ pub mod messages;
 pub mod models;
 pub mod ops;
 pub mod profile;
+pub mod purge;
 
 use std::sync::Arc;
 

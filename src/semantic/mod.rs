@@ -3,6 +3,10 @@
 //! integration) build on these; nothing here knows about config structs or HTTP.
 
 mod bert;
+pub mod defaults;
 pub mod embedder;
+pub mod guard;
+pub mod verified;
 
 pub use embedder::{cosine, default_model_dir, EmbedError, LocalEmbedder};
+pub use guard::lexical_guard;

@@ -32,7 +32,7 @@ impl Expiry<CacheKey, Arc<Entry>> for EntryExpiry {
         entry: &Arc<Entry>,
         _: StdInstant,
     ) -> Option<Duration> {
-        entry.remaining().map(|r| r + self.grace)
+        entry.keep_for(self.grace)
     }
 
     fn expire_after_update(
@@ -42,7 +42,7 @@ impl Expiry<CacheKey, Arc<Entry>> for EntryExpiry {
         _: StdInstant,
         _: Option<Duration>,
     ) -> Option<Duration> {
-        entry.remaining().map(|r| r + self.grace)
+        entry.keep_for(self.grace)
     }
 }
 

@@ -25,6 +25,8 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     /// Price overrides and additions (`[[pricing.models]]`).
     pub pricing: crate::cost::PricingConfig,
+    /// Metadata-only request traces (`[trace]`).
+    pub trace: crate::trace::TraceConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -390,6 +392,7 @@ impl Default for Config {
             cache: CacheConfig::default(),
             routing: RoutingConfig::default(),
             pricing: crate::cost::PricingConfig::default(),
+            trace: crate::trace::TraceConfig::default(),
             providers: vec![ProviderConfig {
                 name: "openai".into(),
                 kind: ProviderKind::Openai,
@@ -537,6 +540,9 @@ impl Config {
                     "needs non-empty patterns",
                 ));
             }
+        }
+        if let Some((field, message)) = self.trace.problem() {
+            return Err(invalid(field, message));
         }
         self.pricing
             .build()

@@ -28,6 +28,8 @@ pub struct AppState {
     pub stats: Stats,
     /// Request-side facts of recently seen bodies (hits skip parsing).
     pub body_memo: BodyMemo,
+    /// Trace file and live window (`[trace]`).
+    pub tracer: crate::trace::Tracer,
     /// Keys that see every namespace in `/v1/cache/stats`.
     admin_keys: HashSet<String>,
     /// Keys callers must present; empty = open.
@@ -48,6 +50,7 @@ impl AppState {
                 .map_err(|e| crate::RunError::Pricing(e.to_string()))?,
             stats: Stats::default(),
             body_memo: BodyMemo::default(),
+            tracer: crate::trace::Tracer::new(&config.trace)?,
             admin_keys: config.admin_keys().into_iter().collect(),
             caller_keys: config.caller_keys().into_iter().collect(),
             client,

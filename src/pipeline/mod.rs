@@ -16,6 +16,7 @@ mod respond;
 mod stream_client;
 mod stream_source;
 mod streaming;
+mod traced;
 
 pub use crate::cache::facts;
 pub use crate::cache::namespace::credential_namespace;
@@ -203,6 +204,13 @@ pub async fn run(
         .state
         .stats
         .record(&request.namespace, route, &request.model, &record);
+    traced::record(
+        &request,
+        facts,
+        &record,
+        response.status().as_u16(),
+        upstream,
+    );
     // One line per request. Answers from the cache log at debug (they are the
     // bulk of the traffic and cost nothing); everything that reached a
     // provider or failed logs at info.

@@ -3,7 +3,7 @@
 //! where the body digest is SHA-256 over the canonical form of the
 //! output-affecting body (`key version | endpoint kind | body`). Two stages, so
 //! the body's part depends on its bytes alone and can be remembered per body
-//! (`pipeline::facts`), whoever sends it.
+//! (`cache::facts`), whoever sends it.
 //!
 //! The canonical form is a tagged, length-prefixed encoding (not JSON text), so
 //! it is unambiguous and needs no escaping; it is streamed straight into the

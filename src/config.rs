@@ -29,6 +29,8 @@ pub struct Config {
     pub trace: crate::trace::TraceConfig,
     /// Operator surface: purge watermarks, fleet stats.
     pub admin: AdminConfig,
+    /// `POST /v1/batch/chat/completions` (`[batch]`).
+    pub batch: crate::server::batch::BatchConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -172,7 +174,7 @@ impl CacheConfig {
                     breaker_backoff: r.breaker_backoff,
                     compress_min_bytes: r.compress_min_bytes,
                 }),
-            stale_grace: self.stale_grace,
+            stale_grace: crate::cache::ttl::clamp(self.stale_grace),
         }
     }
 }
@@ -418,6 +420,7 @@ impl Default for Config {
             pricing: crate::cost::PricingConfig::default(),
             admin: AdminConfig::default(),
             trace: crate::trace::TraceConfig::default(),
+            batch: crate::server::batch::BatchConfig::default(),
             providers: vec![ProviderConfig {
                 name: "openai".into(),
                 kind: ProviderKind::Openai,
@@ -518,6 +521,17 @@ impl Config {
         if limits.stream_deadline.is_zero() {
             return Err(invalid("limits.stream_deadline", "must be greater than 0"));
         }
+        for (field, value) in [
+            ("cache.stale_grace", self.cache.stale_grace),
+            (
+                "cache.single_flight.lock_ttl",
+                self.cache.single_flight.lock_ttl,
+            ),
+        ] {
+            if value > crate::cache::ttl::MAX_TTL {
+                return Err(invalid(field, "must be at most 365 days"));
+            }
+        }
         if self.cache.memory.max_bytes == 0 {
             return Err(invalid("cache.memory.max_bytes", "must be greater than 0"));
         }
@@ -569,6 +583,9 @@ impl Config {
             }
         }
         if let Some((field, message)) = self.trace.problem() {
+            return Err(invalid(field, message));
+        }
+        if let Some((field, message)) = self.batch.problem() {
             return Err(invalid(field, message));
         }
         self.pricing

@@ -27,6 +27,34 @@ pub struct Config {
     pub pricing: crate::cost::PricingConfig,
     /// The semantic tier (`[semantic]`), off by default.
     pub semantic: crate::semantic::settings::SemanticConfig,
+    /// Metadata-only request traces (`[trace]`).
+    pub trace: crate::trace::TraceConfig,
+    /// Operator surface: purge watermarks, fleet stats.
+    pub admin: AdminConfig,
+    /// `POST /v1/batch/chat/completions` (`[batch]`).
+    pub batch: crate::server::batch::BatchConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// How often each instance reads the shared purge watermarks from Redis
+    /// (a purge on one instance takes effect on the others within this).
+    #[serde(with = "humantime_serde_compat")]
+    pub watermark_poll: Duration,
+    /// How long a purge watermark is kept; longer than any write can be in
+    /// flight (every instance also drops the matching entries from memory).
+    #[serde(with = "humantime_serde_compat")]
+    pub watermark_retention: Duration,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            watermark_poll: Duration::from_millis(500),
+            watermark_retention: Duration::from_secs(24 * 3600),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -148,7 +176,7 @@ impl CacheConfig {
                     breaker_backoff: r.breaker_backoff,
                     compress_min_bytes: r.compress_min_bytes,
                 }),
-            stale_grace: self.stale_grace,
+            stale_grace: crate::cache::ttl::clamp(self.stale_grace),
         }
     }
 }
@@ -393,6 +421,9 @@ impl Default for Config {
             routing: RoutingConfig::default(),
             pricing: crate::cost::PricingConfig::default(),
             semantic: crate::semantic::settings::SemanticConfig::default(),
+            admin: AdminConfig::default(),
+            trace: crate::trace::TraceConfig::default(),
+            batch: crate::server::batch::BatchConfig::default(),
             providers: vec![ProviderConfig {
                 name: "openai".into(),
                 kind: ProviderKind::Openai,
@@ -467,6 +498,19 @@ impl Config {
         if self.server.connect_timeout.is_zero() {
             return Err(invalid("server.connect_timeout", "must be greater than 0"));
         }
+        if self.admin.watermark_poll.is_zero() || self.admin.watermark_poll > Duration::from_secs(1)
+        {
+            return Err(invalid(
+                "admin.watermark_poll",
+                "must be between 1ms and 1s (purges must reach every instance within a second)",
+            ));
+        }
+        if self.admin.watermark_retention < self.server.upstream_timeout {
+            return Err(invalid(
+                "admin.watermark_retention",
+                "must be at least server.upstream_timeout (a write in flight must not outlive its watermark)",
+            ));
+        }
         let limits = &self.limits;
         for (field, value) in [
             ("limits.max_response_bytes", limits.max_response_bytes),
@@ -479,6 +523,17 @@ impl Config {
         }
         if limits.stream_deadline.is_zero() {
             return Err(invalid("limits.stream_deadline", "must be greater than 0"));
+        }
+        for (field, value) in [
+            ("cache.stale_grace", self.cache.stale_grace),
+            (
+                "cache.single_flight.lock_ttl",
+                self.cache.single_flight.lock_ttl,
+            ),
+        ] {
+            if value > crate::cache::ttl::MAX_TTL {
+                return Err(invalid(field, "must be at most 365 days"));
+            }
         }
         if self.cache.memory.max_bytes == 0 {
             return Err(invalid("cache.memory.max_bytes", "must be greater than 0"));
@@ -529,6 +584,12 @@ impl Config {
                     "needs non-empty patterns",
                 ));
             }
+        }
+        if let Some((field, message)) = self.trace.problem() {
+            return Err(invalid(field, message));
+        }
+        if let Some((field, message)) = self.batch.problem() {
+            return Err(invalid(field, message));
         }
         self.pricing
             .build()

@@ -6,6 +6,7 @@ use axum::http::HeaderMap;
 
 use std::sync::Arc;
 
+use crate::admin::watermarks::Watermarks;
 use crate::cache::facts::BodyMemo;
 use crate::cache::flight::Flights;
 use crate::cache::mode::Policies;
@@ -30,6 +31,10 @@ pub struct AppState {
     pub body_memo: BodyMemo,
     /// The semantic tier, when `semantic.enabled`.
     pub semantic: Option<Arc<crate::semantic::tier::SemanticTier>>,
+    /// Purge rules in force (shared through Redis by `admin::sync`).
+    pub watermarks: Watermarks,
+    /// Trace file and live window (`[trace]`).
+    pub tracer: crate::trace::Tracer,
     /// Keys that see every namespace in `/v1/cache/stats`.
     admin_keys: HashSet<String>,
     /// Keys callers must present; empty = open.
@@ -52,6 +57,8 @@ impl AppState {
             body_memo: BodyMemo::default(),
             semantic: crate::semantic::load::tier(&config.semantic)
                 .map_err(crate::RunError::Semantic)?,
+            watermarks: Watermarks::default(),
+            tracer: crate::trace::Tracer::new(&config.trace)?,
             admin_keys: config.admin_keys().into_iter().collect(),
             caller_keys: config.caller_keys().into_iter().collect(),
             client,

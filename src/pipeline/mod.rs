@@ -18,6 +18,7 @@ mod semantic;
 mod stream_client;
 mod stream_source;
 mod streaming;
+mod traced;
 
 pub use crate::cache::facts;
 pub use crate::cache::namespace::credential_namespace;
@@ -31,7 +32,8 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
-use crate::cache::entry::Entry;
+use crate::admin::watermarks::Scope;
+use crate::cache::entry::{unix_ms_now, Entry, Origin};
 use crate::cache::flight::{self, Outcome, Role};
 use crate::cache::key::{custom_key, scoped_key, CacheKey, EndpointKind, KeyScope};
 use crate::cache::live::LiveStream;
@@ -74,6 +76,9 @@ pub(crate) struct Request {
     pub wire: adapt::Wire,
     /// The semantic tier's part (off unless `semantic.enabled`).
     pub semantic: semantic::Plan,
+    /// When the request started (ms since the epoch): entries it writes are
+    /// stamped with this, so a purge during the call still covers them.
+    pub requested_at_ms: u64,
 }
 
 impl Request {
@@ -122,6 +127,33 @@ impl Request {
         serde_json::to_vec(&body)
             .map(Bytes::from)
             .map_err(|e| ProxyError::bad_request(e.to_string(), None))
+    }
+
+    /// What an entry written for this request records about it.
+    pub fn origin(&self) -> Origin {
+        Origin {
+            requested_at_ms: self.requested_at_ms,
+            upstream_ms: None,
+            namespace: self.namespace.clone(),
+            model: self.model.clone(),
+            endpoint: self.kind.as_str().to_owned(),
+            custom_key: self.directives.key.clone(),
+        }
+    }
+
+    /// Whether `entry` (found under this request's key) survived every purge.
+    pub fn not_purged(&self, key: &CacheKey, entry: &Entry) -> bool {
+        let scope = Scope {
+            namespace: &self.namespace,
+            model: &self.model,
+            endpoint: self.kind.as_str(),
+            key,
+            custom_key: self.directives.key.as_deref(),
+        };
+        !self
+            .state
+            .watermarks
+            .purged(&scope, entry.origin.requested_at_ms)
     }
 
     /// Whether a successful answer may be written.
@@ -207,6 +239,13 @@ pub async fn run(
         .state
         .stats
         .record(&request.namespace, route, &request.model, &record);
+    traced::record(
+        &request,
+        facts,
+        &record,
+        response.status().as_u16(),
+        upstream,
+    );
     // One line per request. Answers from the cache log at debug (they are the
     // bulk of the traffic and cost nothing); everything that reached a
     // provider or failed logs at info.
@@ -270,7 +309,9 @@ async fn flow(request: &Request) -> Result<Answer, ProxyError> {
     if reads {
         let found = state
             .tiers
-            .lookup(&key, &request.namespace, request.directives.max_age)
+            .lookup(&key, &request.namespace, request.directives.max_age, |e| {
+                request.not_purged(&key, e)
+            })
             .await;
         if let Some((entry, tier)) = found.fresh.filter(|(e, _)| respond::compatible(request, e)) {
             if request.mode.serves() {
@@ -289,7 +330,7 @@ async fn flow(request: &Request) -> Result<Answer, ProxyError> {
         stale = found.stale.filter(|(e, _)| respond::compatible(request, e));
         if !record.would_hit {
             match semantic::lookup(request).await {
-                semantic::Found::Hit(answer) => return Ok(answer),
+                semantic::Found::Hit(answer) => return Ok(*answer),
                 semantic::Found::WouldHit(saved) => {
                     record.would_hit = true;
                     record.would_save_usd = saved;
@@ -357,6 +398,7 @@ fn prepare(
     raw: Bytes,
     facts: &BodyFacts,
 ) -> Result<Request, ProxyError> {
+    let requested_at_ms = unix_ms_now();
     let credential = state.authenticate(&headers)?;
     let directives = facts.directives.clone().with_headers(&headers)?;
 
@@ -412,5 +454,6 @@ fn prepare(
         streaming: facts.streaming,
         wants_usage: facts.wants_usage,
         wire,
+        requested_at_ms,
     })
 }

@@ -64,7 +64,7 @@ impl Plan {
 
 /// What the semantic lookup found.
 pub(crate) enum Found {
-    Hit(Answer),
+    Hit(Box<Answer>),
     /// Observe mode: a hit that was not served, and what it would have saved.
     WouldHit(f64),
     Nothing,
@@ -190,7 +190,7 @@ pub(crate) async fn lookup(request: &Request) -> Found {
             cost.as_ref(),
             Some(&matched),
         );
-        return Found::Hit(Answer::new(response, record));
+        return Found::Hit(Box::new(Answer::new(response, record)));
     }
     if matches!(found, Found::Nothing) {
         outcome("miss");
@@ -219,6 +219,7 @@ async fn matched_entry(
             &candidate.key,
             &request.namespace,
             request.directives.max_age,
+            |e| request.not_purged(&candidate.key, e),
         )
         .await;
     if let Some((entry, _)) = found.fresh {

@@ -103,6 +103,8 @@ pub async fn lead(
         cancel_on_disconnect: state.config.cache.stream_on_disconnect == StreamDisconnect::Cancel,
         wire: request.wire,
         remember: super::semantic::Remember::from(request),
+        origin: request.origin(),
+        started,
     };
     tokio::spawn(pump.run(response));
 
@@ -171,6 +173,10 @@ struct Pump {
     wire: super::adapt::Wire,
     /// Adds the request's vector to the semantic index once stored.
     remember: Option<super::semantic::Remember>,
+    /// What the stored entry records about its request.
+    origin: crate::cache::entry::Origin,
+    /// When the upstream call started (the stream's duration is what a hit saves).
+    started: tokio::time::Instant,
 }
 
 impl Pump {
@@ -252,7 +258,8 @@ impl Pump {
                     .and_then(|u| serde_json::to_vec(u).ok())
                     .map(Bytes::from);
                 let mut entry = Entry::new(body, "text/event-stream".into(), self.ttl, total)
-                    .with_usage(raw_usage);
+                    .with_usage(raw_usage)
+                    .with_origin(self.origin.clone(), Some(self.started.elapsed()));
                 entry.format = format;
                 Some(Arc::new(entry))
             }
@@ -267,7 +274,7 @@ impl Pump {
         let store = match (entry, self.key, self.writes && !self.ttl.is_zero()) {
             (Some(entry), Some(key), true) => {
                 if let Some(memory) = &self.state.tiers.memory {
-                    memory.insert(key, entry.clone()).await;
+                    memory.insert(key, &self.namespace, entry.clone()).await;
                 }
                 Some((entry, key))
             }

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::defaults::{DEFAULT_JUDGE_FLOOR, DEFAULT_MAX_TEMPERATURE, DEFAULT_THRESHOLD};
+use super::defaults::{
+    DEFAULT_JUDGE_FLOOR, DEFAULT_MAX_ERROR_RATE, DEFAULT_MAX_TEMPERATURE, DEFAULT_THRESHOLD,
+};
 
 /// How a candidate above the threshold is decided.
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -78,7 +80,7 @@ impl Default for SemanticConfig {
             judge_model: None,
             judge_floor: DEFAULT_JUDGE_FLOOR,
             mode: SemanticMode::Static,
-            max_error_rate: 0.01,
+            max_error_rate: DEFAULT_MAX_ERROR_RATE,
             max_temperature: DEFAULT_MAX_TEMPERATURE,
             max_entries: 10_000,
             embedder: EmbedderKind::Local,

@@ -2,12 +2,16 @@
 //! flow itself lives once, in `pipeline.rs`.
 
 pub mod admin;
+pub mod batch;
 pub mod chat;
 pub mod embeddings;
+pub mod export;
 pub mod feedback;
 pub mod messages;
 pub mod models;
 pub mod ops;
+pub mod profile;
+pub mod purge;
 
 use std::sync::Arc;
 

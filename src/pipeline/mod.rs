@@ -33,7 +33,7 @@ use tokio::time::Instant;
 use crate::admin::watermarks::Scope;
 use crate::cache::entry::{unix_ms_now, Entry, Origin};
 use crate::cache::flight::{self, Outcome, Role};
-use crate::cache::key::{custom_key, scoped_key, CacheKey, EndpointKind, KeyScope};
+use crate::cache::key::{custom_key, scoped_key_with, CacheKey, EndpointKind, KeyScope};
 use crate::cache::live::LiveStream;
 use crate::cache::mode::Mode;
 use crate::cache::policy::Directives;
@@ -412,7 +412,13 @@ fn prepare(
         };
         match &directives.key {
             Some(custom) => custom_key(&scope, custom),
-            None => scoped_key(&scope, &facts.digest),
+            // The forwarded headers that can change the answer, from the
+            // same list that forwards them.
+            None => scoped_key_with(&scope, &facts.digest, |sink| {
+                route
+                    .provider
+                    .answer_headers(&headers, |name, value| sink(name, value.as_bytes()))
+            }),
         }
     });
 

@@ -184,3 +184,42 @@ async fn forwarded_headers_are_part_of_the_key() {
     assert_eq!(proxy.chat_with(&chat, &beta).await.cache_status(), "miss");
     assert_eq!(mock.last_headers().await["openai-beta"], "assistants=v2");
 }
+
+/// Model names are bounded (400 bytes → an OpenAI-shaped 400), and made-up
+/// names cannot grow the stats without bound.
+#[tokio::test]
+async fn names_are_bounded() {
+    let mock = Mock::start().await;
+    let proxy = Proxy::start(config_for(&mock.url)).await;
+    for len in [401, 4 * 1024 * 1024] {
+        let mut body = chat_body("long-name");
+        body["model"] = Value::String("m".repeat(len));
+        let r = proxy.chat(&body).await;
+        assert_eq!(r.status, 400);
+        assert!(r.bytes.len() < 1000, "the error does not echo the name");
+        assert_eq!(r.json()["error"]["param"], "model");
+    }
+    let mut body = chat_body("exact-limit");
+    body["model"] = Value::String("m".repeat(400));
+    assert_eq!(proxy.chat(&body).await.status, 200);
+
+    for i in 0..60 {
+        let mut body = chat_body("many-models");
+        body["model"] = Value::String(format!("made-up-{i}"));
+        assert_eq!(proxy.chat(&body).await.status, 200);
+    }
+    let stats = Reply::from(
+        proxy
+            .http
+            .get(format!("{}/v1/cache/stats", proxy.url))
+            .header("authorization", "Bearer sk-test-a")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .json();
+    let models = stats["by_model"].as_object().unwrap();
+    assert_eq!(models.len(), reprise::stats::MAX_MODELS_PER_NAMESPACE + 1);
+    assert_eq!(stats["requests"], 61);
+}

@@ -250,7 +250,7 @@ pub async fn run(
         ($level:ident) => {
             tracing::$level!(
                 route,
-                model = %request.model,
+                model = %crate::telemetry::clip(&request.model),
                 provider = %request.provider.name,
                 http_status = response.status().as_u16(),
                 cache_status = status,
@@ -386,6 +386,13 @@ fn prepare(
 ) -> Result<Request, ProxyError> {
     let requested_at_ms = unix_ms_now();
     let credential = state.authenticate(&headers)?;
+    let max_name = state.config.limits.max_name_bytes;
+    if facts.model.len() > max_name {
+        return Err(ProxyError::bad_request(
+            format!("`model` is longer than {max_name} bytes"),
+            Some("model"),
+        ));
+    }
     let directives = facts.directives.clone().with_headers(&headers)?;
 
     let route = state.providers.route(&facts.model)?;

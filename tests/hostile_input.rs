@@ -223,3 +223,30 @@ async fn names_are_bounded() {
     assert_eq!(models.len(), reprise::stats::MAX_MODELS_PER_NAMESPACE + 1);
     assert_eq!(stats["requests"], 61);
 }
+
+/// Upstream JSON answers are read with a cap: above `limits.max_response_bytes`
+/// a 502 (never stored); above `cache.max_entry_bytes` served but not stored.
+#[tokio::test]
+async fn upstream_answers_are_read_with_a_cap() {
+    let mock = Mock::start().await;
+    let mut config = config_for(&mock.url);
+    config.limits.max_response_bytes = 200;
+    let capped = Proxy::start(config).await;
+    let body = chat_body("a normal answer is about 500 bytes");
+    for _ in 0..2 {
+        let r = capped.chat(&body).await;
+        assert_eq!(r.status, 502);
+        let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
+        assert!(message.contains("max_response_bytes"), "{message}");
+    }
+    assert_eq!(mock.chat_calls().await, 2, "a refused answer is not stored");
+
+    let mut config = config_for(&mock.url);
+    config.cache.max_entry_bytes = 100;
+    let small_entries = Proxy::start(config).await;
+    for _ in 0..2 {
+        let r = small_entries.chat(&body).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.cache_status(), "miss", "served, never stored");
+    }
+}

@@ -286,7 +286,10 @@ mod tests {
         assert_eq!(a["requests"], 1000);
         let models = a["by_model"].as_object().unwrap();
         assert_eq!(models.len(), MAX_MODELS_PER_NAMESPACE + 1);
-        assert_eq!(models[OTHER]["requests"], 1000 - MAX_MODELS_PER_NAMESPACE as u64);
+        assert_eq!(
+            models[OTHER]["requests"],
+            1000 - MAX_MODELS_PER_NAMESPACE as u64
+        );
         let slots = s.slots.lock().unwrap();
         assert_eq!(slots.len(), MAX_NAMESPACES + 1);
         assert!(slots.contains_key(OTHER_NAMESPACE));

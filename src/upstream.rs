@@ -77,9 +77,8 @@ pub async fn read_body(
     let read = async {
         let mut response = response;
         // One exact-size buffer when the length is known (the usual case).
-        let mut body = bytes::BytesMut::with_capacity(
-            declared.map_or(0, |n| usize::try_from(n).unwrap_or(0)),
-        );
+        let mut body =
+            bytes::BytesMut::with_capacity(declared.map_or(0, |n| usize::try_from(n).unwrap_or(0)));
         while let Some(chunk) = response.chunk().await? {
             if body.len() + chunk.len() > max {
                 return Ok(None);

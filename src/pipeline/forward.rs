@@ -43,7 +43,8 @@ pub async fn json(request: &Request) -> Result<Reply, ProxyError> {
         response,
         deadline,
         request.state.config.limits.max_response_bytes,
-    ).await?;
+    )
+    .await?;
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

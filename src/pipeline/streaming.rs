@@ -77,7 +77,8 @@ pub async fn lead(
             response,
             deadline,
             state.config.limits.max_response_bytes,
-        ).await?;
+        )
+        .await?;
         fail_flight(guard, upstream_status.as_u16(), body.clone());
         let record = Record {
             status: Some(status),

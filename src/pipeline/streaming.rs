@@ -16,6 +16,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use bytes::Bytes;
 use futures_util::StreamExt;
+use tokio::time::Instant;
 
 use super::stream_client::{client_body, MetaFn};
 use super::stream_source::Source;
@@ -185,15 +186,24 @@ struct Pump {
 impl Pump {
     async fn run(self, response: reqwest::Response) {
         let mut body = response.bytes_stream();
-        let mut source = Source::new(
-            self.wire,
-            &self.model,
-            self.state.config.cache.max_entry_bytes,
-        );
+        let storage_cap = self.state.config.cache.max_entry_bytes;
+        let limits = &self.state.config.limits;
+        let max_event = limits.max_sse_event_bytes;
+        let deadline = crate::cache::ttl::instant_after(self.started, limits.stream_deadline);
+        let mut source = Source::new(self.wire, &self.model, storage_cap);
         loop {
-            match tokio::time::timeout(self.idle_timeout, body.next()).await {
+            let idle = crate::cache::ttl::instant_after(Instant::now(), self.idle_timeout);
+            match tokio::time::timeout_at(idle.min(deadline), body.next()).await {
                 Ok(Some(Ok(bytes))) => {
                     let (out, terminal) = source.feed(bytes);
+                    if source.pending_event_bytes() > max_event {
+                        // An event that never ends is an error, not a buffer.
+                        tracing::debug!("upstream SSE event over limits.max_sse_event_bytes");
+                        metrics::counter!("reprise_upstream_errors_total", "kind" => "sse_event_too_large")
+                            .increment(1);
+                        self.live.end(LiveEnd::Broken);
+                        return;
+                    }
                     if terminal {
                         // Store before releasing the last event, so a client
                         // that asks again right after the stream finds the entry.
@@ -207,7 +217,10 @@ impl Pump {
                     if !out.is_empty() {
                         self.live.push(out);
                     }
-                    if self.cancel_on_disconnect && self.live.readers() == 0 {
+                    // Nobody reads and (cancel, or too big to store): stop
+                    // reading, "finish" only finishes what can be stored.
+                    let unstorable = source.fed() > storage_cap;
+                    if (self.cancel_on_disconnect || unstorable) && self.live.readers() == 0 {
                         tracing::debug!("stream abandoned by every reader; upstream cancelled");
                         self.live.end(LiveEnd::Broken);
                         return;
@@ -222,8 +235,12 @@ impl Pump {
                     return;
                 }
                 Err(_) => {
-                    metrics::counter!("reprise_upstream_errors_total", "kind" => "stream_idle")
-                        .increment(1);
+                    let kind = if Instant::now() >= deadline {
+                        "stream_deadline"
+                    } else {
+                        "stream_idle"
+                    };
+                    metrics::counter!("reprise_upstream_errors_total", "kind" => kind).increment(1);
                     self.live.end(LiveEnd::Broken);
                     return;
                 }

@@ -24,6 +24,8 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     /// Price overrides and additions (`[[pricing.models]]`).
     pub pricing: crate::cost::PricingConfig,
+    /// MCP tool servers proxied at `/mcp/{NAME}` (`[mcp.servers.NAME]`).
+    pub mcp: crate::mcp::config::McpConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -335,6 +337,7 @@ impl Default for Config {
             cache: CacheConfig::default(),
             routing: RoutingConfig::default(),
             pricing: crate::cost::PricingConfig::default(),
+            mcp: crate::mcp::config::McpConfig::default(),
             providers: vec![ProviderConfig {
                 name: "openai".into(),
                 kind: ProviderKind::Openai,
@@ -488,6 +491,7 @@ impl Config {
                 return Err(invalid(field("models"), "patterns must be non-empty"));
             }
         }
+        self.mcp.validate()?;
         if let Some(default) = &self.routing.default_provider {
             if !self.providers.iter().any(|p| &p.name == default) {
                 return Err(invalid(

@@ -14,6 +14,7 @@ pub mod config;
 pub mod cost;
 pub mod error;
 pub mod json;
+pub mod mcp;
 pub mod pipeline;
 pub mod providers;
 pub mod render;
@@ -65,6 +66,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/metrics", get(server::admin::metrics))
         .route("/health", get(server::ops::health))
         .route("/ready", get(server::ops::ready))
+        .merge(mcp::router(state.clone()))
         .fallback(server::ops::not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(TraceLayer::new_for_http())

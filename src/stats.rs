@@ -24,6 +24,8 @@ pub struct Record {
     pub would_hit: bool,
     pub would_save_usd: f64,
     pub error: bool,
+    /// Hits on MCP results: what the original upstream call took.
+    pub latency_saved_ms: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -42,6 +44,7 @@ pub struct Counters {
     pub usd_spent: f64,
     pub usd_saved_by_cache: f64,
     pub usd_saved_by_provider_cache: f64,
+    pub latency_saved_ms: u64,
 }
 
 impl Counters {
@@ -67,6 +70,7 @@ impl Counters {
         self.usd_spent += r.usd_spent;
         self.usd_saved_by_cache += r.usd_saved_cache;
         self.usd_saved_by_provider_cache += r.usd_saved_provider;
+        self.latency_saved_ms += r.latency_saved_ms;
     }
 
     fn merge(&mut self, o: &Counters) {
@@ -84,6 +88,7 @@ impl Counters {
         self.usd_spent += o.usd_spent;
         self.usd_saved_by_cache += o.usd_saved_by_cache;
         self.usd_saved_by_provider_cache += o.usd_saved_by_provider_cache;
+        self.latency_saved_ms += o.latency_saved_ms;
     }
 
     /// The JSON view: counters plus derived totals and the hit rate.
@@ -107,6 +112,7 @@ impl Counters {
             "hit_rate": round4(hit_rate),
             "observe": {"would_be_hits": self.would_be_hits, "would_save_usd": round10(self.would_save_usd)},
             "tokens_saved": self.tokens_saved,
+            "latency_saved_ms": self.latency_saved_ms,
             "usd": {
                 "spent": round10(self.usd_spent),
                 "saved_by_cache": round10(self.usd_saved_by_cache),

@@ -127,6 +127,32 @@ impl RedisTier {
         let _: Option<i64> = self.run(redis::cmd("DEL").arg(key), "DEL").await;
     }
 
+    /// The prefix of every key reprise writes.
+    pub fn key_prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `MGET` of plain string values (one round trip; in a cluster the keys
+    /// must share a hash slot). None when Redis is unavailable.
+    pub async fn get_strings(&self, keys: &[String]) -> Option<Vec<Option<String>>> {
+        let mut cmd = redis::cmd("MGET");
+        for key in keys {
+            cmd.arg(key);
+        }
+        self.run(&cmd, "MGET").await
+    }
+
+    /// `SET key value [PX ttl]`; false when Redis is unavailable.
+    pub async fn set_string(&self, key: &str, value: &str, expire_after: Option<Duration>) -> bool {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(key).arg(value);
+        if let Some(ttl) = expire_after {
+            cmd.arg("PX")
+                .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+        }
+        self.run::<()>(&cmd, "SET").await.is_some()
+    }
+
     pub fn breaker_open(&self) -> bool {
         self.breaker.is_open()
     }

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cache;
+pub mod cli;
 pub mod config;
 pub mod cost;
 pub mod error;
@@ -23,6 +24,7 @@ pub mod state;
 pub mod stats;
 pub mod stream;
 pub mod telemetry;
+pub mod trace;
 pub mod upstream;
 
 use std::future::Future;
@@ -63,6 +65,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/models", get(server::models::list))
         .route("/v1/directory/models", get(server::admin::directory))
         .route("/v1/cache/stats", get(server::admin::stats))
+        .route("/v1/cache/profile", get(server::profile::live))
         .route("/metrics", get(server::admin::metrics))
         .route("/health", get(server::ops::health))
         .route("/ready", get(server::ops::ready))

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use reprise::Config;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -14,6 +14,8 @@ use tracing_subscriber::EnvFilter;
     about = "OpenAI-compatible caching reverse proxy for LLM APIs"
 )]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Configuration file (TOML). Without one, built-in defaults apply.
     #[arg(long, env = "REPRISE_CONFIG")]
     config: Option<PathBuf>,
@@ -23,6 +25,15 @@ struct Cli {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "REPRISE_LOG_FORMAT")]
     log_format: LogFormat,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy (what `reprise` alone does).
+    Serve,
+    /// Replay traces or request logs through a simulated cache: hit rate
+    /// and savings per TTL and memory budget, recommended rules.
+    Profile(reprise::cli::profile::ProfileArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -41,6 +52,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    match &cli.command {
+        None | Some(Command::Serve) => {}
+        Some(Command::Profile(args)) => return profile(args, &config),
+    }
     if let Some(listen) = cli.listen {
         config.server.listen = listen;
     }
@@ -70,6 +85,26 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+fn profile(args: &reprise::cli::profile::ProfileArgs, config: &Config) -> ExitCode {
+    let pricing = match config.pricing.build() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("reprise: pricing: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match reprise::cli::profile::run(args, &pricing) {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("reprise profile: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn init_tracing(format: LogFormat) {

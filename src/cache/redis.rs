@@ -17,7 +17,22 @@ use super::breaker::Breaker;
 use super::codec;
 use super::entry::Entry;
 use super::key::CacheKey;
-use crate::config::RedisConfig;
+
+/// What the Redis tier needs to know (plain values; the caller maps its
+/// configuration onto them).
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// A single Redis (used when `cluster_nodes` is empty).
+    pub url: String,
+    /// Redis Cluster seed nodes.
+    pub cluster_nodes: Vec<String>,
+    pub key_prefix: String,
+    pub op_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub breaker_failures: u32,
+    pub breaker_backoff: Duration,
+    pub compress_min_bytes: usize,
+}
 
 #[derive(Clone)]
 enum Conn {
@@ -43,7 +58,7 @@ pub struct RedisTier {
 
 impl RedisTier {
     /// Parses the target; does not connect (that happens on first use).
-    pub fn new(cfg: &RedisConfig) -> Result<Self, redis::RedisError> {
+    pub fn new(cfg: &RedisSettings) -> Result<Self, redis::RedisError> {
         let target = if cfg.cluster_nodes.is_empty() {
             Target::Single(redis::Client::open(cfg.url.as_str())?)
         } else {

@@ -8,14 +8,24 @@ use std::time::Duration;
 use super::entry::Entry;
 use super::key::CacheKey;
 use super::memory::MemoryTier;
-use super::redis::RedisTier;
-use crate::config::CacheConfig;
-use crate::render::Tier;
+use super::outcome::Tier;
+use super::redis::{RedisSettings, RedisTier};
 
 pub struct Tiers {
     pub memory: Option<MemoryTier>,
     pub redis: Option<RedisTier>,
     grace: Duration,
+}
+
+/// Which tiers to build, as plain values.
+#[derive(Debug, Clone)]
+pub struct TierSettings {
+    /// Byte bound of the memory tier; None = no memory tier.
+    pub memory_bytes: Option<u64>,
+    /// The Redis tier; None = no Redis tier.
+    pub redis: Option<RedisSettings>,
+    /// How long past its TTL an entry is kept for stale-if-error.
+    pub stale_grace: Duration,
 }
 
 /// What a lookup found.
@@ -28,20 +38,18 @@ pub struct Lookup {
 }
 
 impl Tiers {
-    pub fn new(config: &CacheConfig) -> Result<Self, redis::RedisError> {
-        let memory = config
-            .backend
-            .uses_memory()
-            .then(|| MemoryTier::new(config.memory.max_bytes, config.stale_grace));
-        let redis = if config.backend.uses_redis() {
-            Some(RedisTier::new(&config.redis)?)
-        } else {
-            None
+    pub fn new(settings: TierSettings) -> Result<Self, redis::RedisError> {
+        let memory = settings
+            .memory_bytes
+            .map(|bytes| MemoryTier::new(bytes, settings.stale_grace));
+        let redis = match &settings.redis {
+            Some(r) => Some(RedisTier::new(r)?),
+            None => None,
         };
         Ok(Tiers {
             memory,
             redis,
-            grace: config.stale_grace,
+            grace: settings.stale_grace,
         })
     }
 

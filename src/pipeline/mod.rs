@@ -10,13 +10,16 @@
 
 mod adapt;
 mod costing;
-pub mod facts;
 mod forward;
 mod miss;
 mod respond;
 mod stream_client;
 mod stream_source;
 mod streaming;
+mod traced;
+
+pub use crate::cache::facts;
+pub use crate::cache::namespace::credential_namespace;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,7 +28,6 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
 use crate::cache::entry::Entry;
@@ -202,6 +204,13 @@ pub async fn run(
         .state
         .stats
         .record(&request.namespace, route, &request.model, &record);
+    traced::record(
+        &request,
+        facts,
+        &record,
+        response.status().as_u16(),
+        upstream,
+    );
     // One line per request. Answers from the cache log at debug (they are the
     // bulk of the traffic and cost nothing); everything that reached a
     // provider or failed logs at info.
@@ -392,20 +401,4 @@ fn prepare(
         wants_usage: facts.wants_usage,
         wire,
     })
-}
-
-/// The namespace part derived from a credential: a hash, never the secret.
-pub fn credential_namespace(credential: Option<&str>) -> String {
-    match credential {
-        None => "anonymous".into(),
-        Some(c) => {
-            let digest: [u8; 32] = Sha256::new()
-                .chain_update(b"reprise-namespace-v1\0")
-                .chain_update(c.as_bytes())
-                .finalize()
-                .into();
-            let hex = crate::cache::key::hex_into(&digest);
-            String::from_utf8(hex[..32].to_vec()).unwrap_or_default()
-        }
-    }
 }

@@ -7,6 +7,7 @@ pub mod embeddings;
 pub mod messages;
 pub mod models;
 pub mod ops;
+pub mod profile;
 
 use std::sync::Arc;
 

@@ -66,8 +66,9 @@ def now() -> float:
 
 
 @server.tool()
-async def change_tools(ctx: Context) -> str:
-    """Adds a tool and tells the client the tool list changed."""
+async def change_tools(ctx: Context, standalone: bool = False) -> str:
+    """Adds a tool and tells the client the tool list changed: on this request's
+    stream, or (`standalone`) on the session's GET stream."""
     COUNTS["change_tools"] += 1
     n = COUNTS["change_tools"]
 
@@ -75,7 +76,10 @@ async def change_tools(ctx: Context) -> str:
         return f"extra {n}"
 
     server.add_tool(extra, name=f"extra_{n}", description="added by change_tools")
-    await ctx.session.send_notification(ToolListChangedNotification(), related_request_id=ctx.request_id)
+    if standalone:
+        await ctx.session.send_tool_list_changed()
+    else:
+        await ctx.session.send_notification(ToolListChangedNotification(), related_request_id=ctx.request_id)
     return f"added extra_{n}"
 
 

@@ -29,6 +29,30 @@ pub struct Config {
     pub trace: crate::trace::TraceConfig,
     /// MCP tool servers proxied at `/mcp/{NAME}` (`[mcp.servers.NAME]`).
     pub mcp: crate::mcp::config::McpConfig,
+    /// Operator surface: purge watermarks, fleet stats.
+    pub admin: AdminConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// How often each instance reads the shared purge watermarks from Redis
+    /// (a purge on one instance takes effect on the others within this).
+    #[serde(with = "humantime_serde_compat")]
+    pub watermark_poll: Duration,
+    /// How long a purge watermark is kept; longer than any write can be in
+    /// flight (every instance also drops the matching entries from memory).
+    #[serde(with = "humantime_serde_compat")]
+    pub watermark_retention: Duration,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            watermark_poll: Duration::from_millis(500),
+            watermark_retention: Duration::from_secs(24 * 3600),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -394,6 +418,7 @@ impl Default for Config {
             cache: CacheConfig::default(),
             routing: RoutingConfig::default(),
             pricing: crate::cost::PricingConfig::default(),
+            admin: AdminConfig::default(),
             trace: crate::trace::TraceConfig::default(),
             mcp: crate::mcp::config::McpConfig::default(),
             providers: vec![ProviderConfig {
@@ -469,6 +494,19 @@ impl Config {
         }
         if self.server.connect_timeout.is_zero() {
             return Err(invalid("server.connect_timeout", "must be greater than 0"));
+        }
+        if self.admin.watermark_poll.is_zero() || self.admin.watermark_poll > Duration::from_secs(1)
+        {
+            return Err(invalid(
+                "admin.watermark_poll",
+                "must be between 1ms and 1s (purges must reach every instance within a second)",
+            ));
+        }
+        if self.admin.watermark_retention < self.server.upstream_timeout {
+            return Err(invalid(
+                "admin.watermark_retention",
+                "must be at least server.upstream_timeout (a write in flight must not outlive its watermark)",
+            ));
         }
         let limits = &self.limits;
         for (field, value) in [

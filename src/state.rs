@@ -6,6 +6,7 @@ use axum::http::HeaderMap;
 
 use std::sync::Arc;
 
+use crate::admin::watermarks::Watermarks;
 use crate::cache::facts::BodyMemo;
 use crate::cache::flight::Flights;
 use crate::cache::mode::Policies;
@@ -28,6 +29,8 @@ pub struct AppState {
     pub stats: Stats,
     /// Request-side facts of recently seen bodies (hits skip parsing).
     pub body_memo: BodyMemo,
+    /// Purge rules in force (shared through Redis by `admin::sync`).
+    pub watermarks: Watermarks,
     /// Trace file and live window (`[trace]`).
     pub tracer: crate::trace::Tracer,
     /// Keys that see every namespace in `/v1/cache/stats`.
@@ -50,6 +53,7 @@ impl AppState {
                 .map_err(|e| crate::RunError::Pricing(e.to_string()))?,
             stats: Stats::default(),
             body_memo: BodyMemo::default(),
+            watermarks: Watermarks::default(),
             tracer: crate::trace::Tracer::new(&config.trace)?,
             admin_keys: config.admin_keys().into_iter().collect(),
             caller_keys: config.caller_keys().into_iter().collect(),

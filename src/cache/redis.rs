@@ -88,6 +88,28 @@ impl RedisTier {
         format!("{}:v1:{namespace}:{}", self.prefix, key.hex())
     }
 
+    /// One `SCAN` step over this prefix's entry keys: (next cursor, keys);
+    /// cursor 0 ends the walk. None when Redis is unavailable. Single-node
+    /// Redis only (a cluster scans one node per call).
+    pub async fn scan(&self, cursor: u64, count: usize) -> Option<(u64, Vec<String>)> {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{}:v1:*", self.prefix))
+            .arg("COUNT")
+            .arg(count);
+        self.run(&cmd, "SCAN").await
+    }
+
+    /// (namespace, key) of an entry key; None for locks and foreign keys.
+    pub fn parse_entry_key(&self, redis_key: &str) -> Option<(String, CacheKey)> {
+        let rest = redis_key
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix(":v1:")?;
+        let (namespace, hex) = rest.rsplit_once(':')?;
+        Some((namespace.to_owned(), super::dump::parse_key_hex(hex)?))
+    }
+
     /// The distributed single-flight lock for an entry key.
     pub fn lock_key(entry_key: &str) -> String {
         format!("{entry_key}:lock")
@@ -142,30 +164,73 @@ impl RedisTier {
         let _: Option<i64> = self.run(redis::cmd("DEL").arg(key), "DEL").await;
     }
 
-    /// The prefix of every key reprise writes.
-    pub fn key_prefix(&self) -> &str {
+    /// The configured key prefix (`{prefix}:v1:{namespace}:{hash}`).
+    pub fn prefix(&self) -> &str {
         &self.prefix
     }
 
-    /// `MGET` of plain string values (one round trip; in a cluster the keys
-    /// must share a hash slot). None when Redis is unavailable.
-    pub async fn get_strings(&self, keys: &[String]) -> Option<Vec<Option<String>>> {
-        let mut cmd = redis::cmd("MGET");
-        for key in keys {
-            cmd.arg(key);
-        }
-        self.run(&cmd, "MGET").await
+    /// Any command, behind the breaker and the op timeout (None = failed).
+    pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd, what: &str) -> Option<T> {
+        self.run(cmd, what).await
     }
 
-    /// `SET key value [PX ttl]`; false when Redis is unavailable.
-    pub async fn set_string(&self, key: &str, value: &str, expire_after: Option<Duration>) -> bool {
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(key).arg(value);
-        if let Some(ttl) = expire_after {
-            cmd.arg("PX")
-                .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+    /// Where a key-space walk must run: the one server, or every cluster
+    /// primary (`SCAN` only sees the node it runs on). None = unavailable.
+    pub async fn scan_nodes(&self) -> Option<Vec<ScanNode>> {
+        match &self.target {
+            Target::Single(_) => Some(vec![ScanNode::Only]),
+            Target::Cluster(_) => {
+                let nodes: String = self
+                    .run(redis::cmd("CLUSTER").arg("NODES"), "CLUSTER NODES")
+                    .await?;
+                Some(cluster_primaries(&nodes))
+            }
         }
-        self.run::<()>(&cmd, "SET").await.is_some()
+    }
+
+    /// One `SCAN cursor MATCH pattern COUNT count` step on `node`: the next
+    /// cursor (0 = done) and the keys of this step.
+    pub async fn scan_step(
+        &self,
+        node: &ScanNode,
+        cursor: u64,
+        pattern: &str,
+        count: usize,
+    ) -> Option<(u64, Vec<String>)> {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(count);
+        match node {
+            ScanNode::Only => self.run(&cmd, "SCAN").await,
+            ScanNode::Primary { host, port } => {
+                use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+                if !self.breaker.allow() {
+                    return None;
+                }
+                let Some(Conn::Cluster(mut conn)) = self.connection().await else {
+                    return None;
+                };
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                    host: host.clone(),
+                    port: *port,
+                });
+                let reply =
+                    tokio::time::timeout(self.op_timeout, conn.route_command(&cmd, routing)).await;
+                match reply {
+                    Ok(Ok(value)) => {
+                        self.breaker.success();
+                        redis::from_redis_value(&value).ok()
+                    }
+                    _ => {
+                        self.breaker.failure("SCAN");
+                        None
+                    }
+                }
+            }
+        }
     }
 
     pub fn breaker_open(&self) -> bool {
@@ -245,5 +310,62 @@ impl RedisTier {
             }
             Target::Cluster(client) => Ok(Conn::Cluster(client.get_async_connection().await?)),
         }
+    }
+}
+
+/// A node a `SCAN` runs on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanNode {
+    /// The single server.
+    Only,
+    /// A cluster primary, by address.
+    Primary { host: String, port: u16 },
+}
+
+/// Primaries from `CLUSTER NODES` text (`id host:port@cport flags …`),
+/// failed ones left out.
+fn cluster_primaries(nodes: &str) -> Vec<ScanNode> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let addr = fields.nth(1)?;
+            let flags = fields.next()?;
+            if !flags.split(',').any(|f| f == "master") || flags.contains("fail") {
+                return None;
+            }
+            let hostport = addr.split('@').next()?;
+            let (host, port) = hostport.rsplit_once(':')?;
+            Some(ScanNode::Primary {
+                host: host.to_owned(),
+                port: port.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_primaries_skip_replicas_and_failed_nodes() {
+        let text = "a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460\n\
+                    b2 127.0.0.1:7001@17001 slave a1 0 0 1 connected\n\
+                    c3 127.0.0.1:7002@17002 master,fail - 0 0 3 connected\n\
+                    d4 10.0.0.9:7003@17003 master - 0 0 4 connected 5461-16383\n";
+        assert_eq!(
+            cluster_primaries(text),
+            vec![
+                ScanNode::Primary {
+                    host: "127.0.0.1".into(),
+                    port: 7000
+                },
+                ScanNode::Primary {
+                    host: "10.0.0.9".into(),
+                    port: 7003
+                },
+            ]
+        );
     }
 }

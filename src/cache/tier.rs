@@ -53,17 +53,26 @@ impl Tiers {
         })
     }
 
-    /// Looks `key` up in each tier. `max_age` rejects older entries outright.
+    /// Looks `key` up in each tier. `max_age` rejects older entries outright;
+    /// so does `valid` (purge watermarks: a purged L1 entry is dropped).
     pub async fn lookup(
         &self,
         key: &CacheKey,
         namespace: &str,
         max_age: Option<Duration>,
+        valid: impl Fn(&Entry) -> bool,
     ) -> Lookup {
-        let acceptable = |e: &Entry| max_age.is_none_or(|max| e.age() <= max);
+        let acceptable = |e: &Entry| max_age.is_none_or(|max| e.age() <= max) && valid(e);
         let mut found = Lookup::default();
         if let Some(memory) = &self.memory {
-            if let Some(entry) = memory.get(key).await.filter(|e| acceptable(e)) {
+            let entry = match memory.get(key).await {
+                Some(e) if !valid(&e) => {
+                    memory.remove(key).await;
+                    None
+                }
+                other => other,
+            };
+            if let Some(entry) = entry.filter(|e| acceptable(e)) {
                 if entry.is_fresh() {
                     found.fresh = Some((entry, Tier::Memory));
                     return found;
@@ -77,7 +86,7 @@ impl Tiers {
                 let entry = Arc::new(entry);
                 if entry.is_fresh() {
                     if let Some(memory) = &self.memory {
-                        memory.insert(*key, entry.clone()).await;
+                        memory.insert(*key, namespace, entry.clone()).await;
                     }
                     found.fresh = Some((entry, Tier::Redis));
                 } else if entry.is_servable_stale(self.grace) && found.stale.is_none() {
@@ -107,7 +116,7 @@ impl Tiers {
                 .await;
         }
         if let Some(memory) = &self.memory {
-            memory.insert(key, entry).await;
+            memory.insert(key, namespace, entry).await;
         }
     }
 }

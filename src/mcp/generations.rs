@@ -99,9 +99,14 @@ impl Generations {
             self.retry_pending(redis).await;
             let keys: Vec<String> = slots
                 .iter()
-                .map(|s| redis_key(redis.key_prefix(), s))
+                .map(|s| redis_key(redis.prefix(), s))
                 .collect();
-            if let Some(values) = redis.get_strings(&keys).await {
+            let mut mget = redis::cmd("MGET");
+            for key in &keys {
+                mget.arg(key);
+            }
+            let values: Option<Vec<Option<String>>> = redis.query(&mget, "MGET").await;
+            if let Some(values) = values {
                 let read = |i: usize| {
                     let value = values.get(i).cloned().flatten();
                     format!("r:{}", value.as_deref().unwrap_or("0"))
@@ -153,8 +158,8 @@ impl Generations {
             self.counter.fetch_add(1, Ordering::Relaxed)
         );
         if let Some(redis) = redis {
-            let key = redis_key(redis.key_prefix(), &slot);
-            if !redis.set_string(&key, &token, expire).await {
+            let key = redis_key(redis.prefix(), &slot);
+            if !set(redis, &key, &token, expire).await {
                 if let Ok(mut pending) = self.pending.lock() {
                     if pending.len() < PENDING_CAP {
                         pending.insert(key, (token.clone(), expire));
@@ -183,13 +188,24 @@ impl Generations {
             _ => return,
         };
         for (key, (token, expire)) in waiting {
-            if !redis.set_string(&key, &token, expire).await {
+            if !set(redis, &key, &token, expire).await {
                 if let Ok(mut pending) = self.pending.lock() {
                     pending.entry(key).or_insert((token, expire));
                 }
             }
         }
     }
+}
+
+/// `SET key token [PX expire]`; false when Redis did not take it.
+async fn set(redis: &RedisTier, key: &str, token: &str, expire: Option<Duration>) -> bool {
+    let mut cmd = redis::cmd("SET");
+    cmd.arg(key).arg(token);
+    if let Some(ttl) = expire {
+        cmd.arg("PX")
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+    }
+    redis.query::<()>(&cmd, "SET").await.is_some()
 }
 
 #[cfg(test)]

@@ -30,7 +30,8 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
-use crate::cache::entry::Entry;
+use crate::admin::watermarks::Scope;
+use crate::cache::entry::{unix_ms_now, Entry, Origin};
 use crate::cache::flight::{self, Outcome, Role};
 use crate::cache::key::{custom_key, scoped_key, CacheKey, EndpointKind, KeyScope};
 use crate::cache::live::LiveStream;
@@ -71,6 +72,9 @@ pub(crate) struct Request {
     pub wants_usage: bool,
     /// The provider dialect (and translation) this request uses.
     pub wire: adapt::Wire,
+    /// When the request started (ms since the epoch): entries it writes are
+    /// stamped with this, so a purge during the call still covers them.
+    pub requested_at_ms: u64,
 }
 
 impl Request {
@@ -119,6 +123,33 @@ impl Request {
         serde_json::to_vec(&body)
             .map(Bytes::from)
             .map_err(|e| ProxyError::bad_request(e.to_string(), None))
+    }
+
+    /// What an entry written for this request records about it.
+    pub fn origin(&self) -> Origin {
+        Origin {
+            requested_at_ms: self.requested_at_ms,
+            upstream_ms: None,
+            namespace: self.namespace.clone(),
+            model: self.model.clone(),
+            endpoint: self.kind.as_str().to_owned(),
+            custom_key: self.directives.key.clone(),
+        }
+    }
+
+    /// Whether `entry` (found under this request's key) survived every purge.
+    pub fn not_purged(&self, key: &CacheKey, entry: &Entry) -> bool {
+        let scope = Scope {
+            namespace: &self.namespace,
+            model: &self.model,
+            endpoint: self.kind.as_str(),
+            key,
+            custom_key: self.directives.key.as_deref(),
+        };
+        !self
+            .state
+            .watermarks
+            .purged(&scope, entry.origin.requested_at_ms)
     }
 
     /// Whether a successful answer may be written.
@@ -274,7 +305,9 @@ async fn flow(request: &Request) -> Result<Answer, ProxyError> {
     if reads {
         let found = state
             .tiers
-            .lookup(&key, &request.namespace, request.directives.max_age)
+            .lookup(&key, &request.namespace, request.directives.max_age, |e| {
+                request.not_purged(&key, e)
+            })
             .await;
         if let Some((entry, tier)) = found.fresh.filter(|(e, _)| respond::compatible(request, e)) {
             if request.mode.serves() {
@@ -351,6 +384,7 @@ fn prepare(
     raw: Bytes,
     facts: &BodyFacts,
 ) -> Result<Request, ProxyError> {
+    let requested_at_ms = unix_ms_now();
     let credential = state.authenticate(&headers)?;
     let directives = facts.directives.clone().with_headers(&headers)?;
 
@@ -400,5 +434,6 @@ fn prepare(
         streaming: facts.streaming,
         wants_usage: facts.wants_usage,
         wire,
+        requested_at_ms,
     })
 }

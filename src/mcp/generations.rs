@@ -97,10 +97,7 @@ impl Generations {
         }
         if let Some(redis) = redis {
             self.retry_pending(redis).await;
-            let keys: Vec<String> = slots
-                .iter()
-                .map(|s| redis_key(redis.prefix(), s))
-                .collect();
+            let keys: Vec<String> = slots.iter().map(|s| redis_key(redis.prefix(), s)).collect();
             let mut mget = redis::cmd("MGET");
             for key in &keys {
                 mget.arg(key);

@@ -29,7 +29,8 @@ use super::policy::{configured_ttl, judge, CacheType};
 use super::report::{record, Outcome};
 use super::tee::{Store, Tee, Work};
 use super::{McpState, Server};
-use crate::cache::entry::Entry;
+use crate::admin::watermarks::Scope;
+use crate::cache::entry::{unix_ms_now, Entry, Origin};
 use crate::cache::key::CacheKey;
 use crate::cache::ttl::Ttl;
 use crate::json::Json;
@@ -69,6 +70,7 @@ pub async fn handle(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let requested_at_ms = unix_ms_now();
     let credential = match mcp.app.authenticate(&headers) {
         Ok(c) => c,
         Err(e) => return e.into_response(),
@@ -228,7 +230,12 @@ pub async fn handle(
             candidates.push((k, PUBLIC_NAMESPACE));
         }
         for (k, ns) in candidates {
-            if let Some((entry, tier)) = mcp.app.tiers.lookup(&k, ns, None).await.fresh {
+            let found = mcp
+                .app
+                .tiers
+                .lookup(&k, ns, None, |e| !purged(&mcp, &k, e, kind))
+                .await;
+            if let Some((entry, tier)) = found.fresh {
                 record(
                     &mcp.app.stats,
                     &Outcome {
@@ -238,7 +245,7 @@ pub async fn handle(
                         tool,
                         status: CacheStatus::Hit,
                         tier: Some(tier),
-                        saved: upstream_time(&entry),
+                        saved: entry.origin.upstream_ms.map(Duration::from_millis),
                         error: false,
                     },
                 );
@@ -269,6 +276,9 @@ pub async fn handle(
         ttl,
         write: !control.no_store,
         started: Instant::now(),
+        requested_at_ms,
+        server: server.name.clone(),
+        kind,
         cap: mcp.app.config.cache.max_entry_bytes,
     };
     forward(
@@ -316,6 +326,9 @@ struct StorePlan {
     ttl: Ttl,
     write: bool,
     started: Instant,
+    requested_at_ms: u64,
+    server: String,
+    kind: CacheType,
     cap: usize,
 }
 
@@ -328,9 +341,15 @@ impl StorePlan {
             (true, Some(k)) => (k, PUBLIC_NAMESPACE.to_owned()),
             _ => self.private,
         };
-        let took = self.started.elapsed().as_millis();
+        let origin = Origin {
+            requested_at_ms: self.requested_at_ms,
+            namespace: namespace.clone(),
+            model: format!("mcp/{}", self.server),
+            endpoint: self.kind.as_str().to_owned(),
+            ..Origin::default()
+        };
         let entry = Entry::new(result, "application/json".into(), verdict.ttl, None)
-            .with_usage(Some(Bytes::from(format!("{{\"upstream_ms\":{took}}}"))));
+            .with_origin(origin, Some(self.started.elapsed()));
         let mcp = self.mcp;
         Some(Box::pin(async move {
             mcp.app.tiers.store(key, &namespace, Arc::new(entry)).await;
@@ -338,13 +357,19 @@ impl StorePlan {
     }
 }
 
-/// What the original upstream call took (stored with the entry).
-fn upstream_time(entry: &Entry) -> Option<Duration> {
-    let usage: serde_json::Value = serde_json::from_slice(entry.usage.as_ref()?).ok()?;
-    usage
-        .get("upstream_ms")?
-        .as_u64()
-        .map(Duration::from_millis)
+/// Whether a purge (`/v1/cache/purge`, by namespace, model `mcp/NAME`,
+/// endpoint `mcp_list_tools` / `mcp_call` or key) removed this entry.
+fn purged(mcp: &McpState, key: &CacheKey, entry: &Entry, kind: CacheType) -> bool {
+    let scope = Scope {
+        namespace: &entry.origin.namespace,
+        model: &entry.origin.model,
+        endpoint: kind.as_str(),
+        key,
+        custom_key: None,
+    };
+    mcp.app
+        .watermarks
+        .purged(&scope, entry.origin.requested_at_ms)
 }
 
 fn hit_response(id: &RawValue, entry: &Entry, tier: Tier, key: &CacheKey) -> Response {

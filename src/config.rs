@@ -31,6 +31,8 @@ pub struct Config {
     pub mcp: crate::mcp::config::McpConfig,
     /// Operator surface: purge watermarks, fleet stats.
     pub admin: AdminConfig,
+    /// `POST /v1/batch/chat/completions` (`[batch]`).
+    pub batch: crate::server::batch::BatchConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -421,6 +423,7 @@ impl Default for Config {
             admin: AdminConfig::default(),
             trace: crate::trace::TraceConfig::default(),
             mcp: crate::mcp::config::McpConfig::default(),
+            batch: crate::server::batch::BatchConfig::default(),
             providers: vec![ProviderConfig {
                 name: "openai".into(),
                 kind: ProviderKind::Openai,
@@ -583,6 +586,9 @@ impl Config {
             }
         }
         if let Some((field, message)) = self.trace.problem() {
+            return Err(invalid(field, message));
+        }
+        if let Some((field, message)) = self.batch.problem() {
             return Err(invalid(field, message));
         }
         self.pricing

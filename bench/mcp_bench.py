@@ -14,6 +14,8 @@ Prints a Markdown table (median, p90, p99 in ms).
 from __future__ import annotations
 
 import argparse
+import os
+import threading
 import re
 import statistics
 import subprocess
@@ -28,11 +30,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def start(argv: list[str], pattern: str) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = dict(os.environ, RUST_LOG="warn,reprise=info", NO_COLOR="1")
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     assert proc.stdout is not None
-    for line in proc.stdout:
+    for line in iter(proc.stdout.readline, ""):
         m = re.search(pattern, re.sub(r"\x1b\[[0-9;]*m", "", line))
         if m:
+            # Keep draining, so a full pipe never blocks the process.
+            threading.Thread(target=lambda: proc.stdout.read(), daemon=True).start()
             return proc, m.group(1)
     raise SystemExit(f"{argv[0]} exited before it was ready")
 

@@ -101,6 +101,7 @@ pub async fn forward_and_store(
     }
 
     let ok_json = reply.status.is_success() && reply.is_json;
+    let route = request.route.get();
     // Usage (validating the body on the way) and cost.
     let usage = if ok_json {
         costing::raw_usage(&reply.body)
@@ -193,6 +194,7 @@ pub async fn forward_and_store(
                 tokens_saved: None,
             },
             cost: cost.as_ref(),
+            route: route.as_ref(),
         };
         render::with_routing_metadata(&body, &meta)
     } else {

@@ -36,6 +36,7 @@ use crate::cache::mode::Mode;
 use crate::cache::policy::Directives;
 use crate::cache::ttl::Ttl;
 use crate::error::ProxyError;
+use crate::providers::routing::{AliasChoice, RouteNote};
 use crate::providers::Provider;
 use crate::render::{CacheStatus, Tier};
 use crate::state::AppState;
@@ -69,6 +70,12 @@ pub(crate) struct Request {
     pub wants_usage: bool,
     /// The provider dialect (and translation) this request uses.
     pub wire: adapt::Wire,
+    /// Digest of the conversation's opening: picks the replica.
+    pub affinity: Option<u64>,
+    /// How a model alias chose this request's target, if one did.
+    pub alias: Option<Arc<AliasChoice>>,
+    /// Where the forward step sent the request (set on upstream calls).
+    pub route: RouteNote,
 }
 
 impl Request {
@@ -117,6 +124,14 @@ impl Request {
         serde_json::to_vec(&body)
             .map(Bytes::from)
             .map_err(|e| ProxyError::bad_request(e.to_string(), None))
+    }
+
+    /// The provider, or `provider/model` when an alias chose it.
+    pub fn target_label(&self) -> String {
+        match &self.alias {
+            Some(_) => format!("{}/{}", self.provider.name, self.model),
+            None => self.provider.name.clone(),
+        }
     }
 
     /// Whether a successful answer may be written.
@@ -206,12 +221,14 @@ pub async fn run(
     // bulk of the traffic and cost nothing); everything that reached a
     // provider or failed logs at info.
     let served_from_cache = upstream.is_none() && !record.error;
+    let route_label = request.route.get().map(|r| r.label());
     macro_rules! request_line {
         ($level:ident) => {
             tracing::$level!(
                 route,
                 model = %request.model,
                 provider = %request.provider.name,
+                route = route_label.as_deref(),
                 http_status = response.status().as_u16(),
                 cache_status = status,
                 tier,
@@ -391,6 +408,9 @@ fn prepare(
         streaming: facts.streaming,
         wants_usage: facts.wants_usage,
         wire,
+        affinity: facts.opening,
+        alias: None,
+        route: RouteNote::default(),
     })
 }
 

@@ -41,8 +41,11 @@ pub async fn lead(
     let state = &request.state;
     let deadline = Deadline::after(state.config.server.upstream_timeout);
     let started = tokio::time::Instant::now();
-    let response = match forward::send(request, deadline).await {
-        Ok(r) => r,
+    let forward::Sent {
+        response,
+        in_flight,
+    } = match forward::send(request, deadline).await {
+        Ok(sent) => sent,
         Err(e) => {
             live.end(LiveEnd::Broken);
             fail_flight(
@@ -102,15 +105,22 @@ pub async fn lead(
         idle_timeout: state.config.server.upstream_timeout,
         cancel_on_disconnect: state.config.cache.stream_on_disconnect == StreamDisconnect::Cancel,
         wire: request.wire,
+        _in_flight: in_flight,
     };
     tokio::spawn(pump.run(response));
 
     let provider = request.provider.name.clone();
     let model = request.model.clone();
     let meta_state = state.clone();
+    let route = request.route.get();
     let meta: MetaFn = Box::new(move |usage| {
         let cost = usage.and_then(|u| costing::miss(&meta_state, &model, u));
-        serde_json::json!({"provider": provider, "cache": {"status": status}, "cost": cost})
+        let mut meta =
+            serde_json::json!({"provider": provider, "cache": {"status": status}, "cost": cost});
+        if let (Some(route), Some(o)) = (&route, meta.as_object_mut()) {
+            o.insert("route".into(), serde_json::json!(route));
+        }
+        meta
     });
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     let body = client_body(reader, request.wire, request.wants_usage, meta);
@@ -168,6 +178,8 @@ struct Pump {
     idle_timeout: std::time::Duration,
     cancel_on_disconnect: bool,
     wire: super::adapt::Wire,
+    /// The replica's in-flight slot, freed when the stream ends.
+    _in_flight: crate::providers::replicas::InFlight,
 }
 
 impl Pump {

@@ -1,8 +1,12 @@
 //! Providers: routing a model to a configured provider, and the upstream
 //! request (URL, credentials, forwarded headers).
 
+pub mod affinity;
 pub mod anthropic_stream;
+pub mod health;
 pub mod inject;
+pub mod replicas;
+pub mod routing;
 pub mod translate;
 
 use std::sync::Arc;
@@ -18,8 +22,11 @@ use crate::error::ProxyError;
 pub struct Provider {
     pub name: String,
     pub kind: ProviderKind,
-    /// Base URL without a trailing slash, e.g. `https://api.openai.com/v1`.
+    /// Base URL without a trailing slash, e.g. `https://api.openai.com/v1`
+    /// (the first replica's, when there are several).
     pub base_url: String,
+    /// Every upstream of this provider, their health and load.
+    pub replicas: replicas::Replicas,
     /// The configured key, if any, kept out of logs.
     api_key: Option<HeaderValue>,
     patterns: Vec<WildMatch>,
@@ -37,6 +44,14 @@ const FORWARDED_ANTHROPIC_HEADERS: &[&str] = &["anthropic-beta"];
 impl Provider {
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base_url, path)
+    }
+
+    /// The URL of `path` on replica `index` (the first one if out of range).
+    pub fn url_at(&self, index: usize, path: &str) -> String {
+        match self.replicas.get(index) {
+            Some(r) => format!("{}{}", r.base_url, path),
+            None => self.url(path),
+        }
     }
 
     /// Headers for the upstream request. With a configured key, reprise sends
@@ -149,10 +164,26 @@ impl Providers {
                         v.set_sensitive(true);
                         v
                     });
+                let upstreams = p.upstreams();
+                let routing = &config.routing;
+                let replicas = replicas::Replicas::new(
+                    &upstreams,
+                    routing.strategy,
+                    routing.max_load_factor,
+                    health::HealthPolicy {
+                        eject_after: routing.health.eject_after,
+                        backoff: routing.health.backoff,
+                        max_backoff: routing.health.max_backoff,
+                    },
+                );
                 Arc::new(Provider {
                     name: p.name.clone(),
                     kind: p.kind,
-                    base_url: p.base_url.trim_end_matches('/').to_owned(),
+                    base_url: upstreams
+                        .first()
+                        .map_or("", |u| u.trim_end_matches('/'))
+                        .to_owned(),
+                    replicas,
                     api_key,
                     patterns: p.models.iter().map(|m| WildMatch::new(m)).collect(),
                     inject_prompt_cache: p.injects_prompt_cache(),

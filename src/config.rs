@@ -19,11 +19,38 @@ use crate::cache::ttl::Ttl;
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub server: ServerConfig,
+    pub limits: LimitsConfig,
     pub cache: CacheConfig,
     pub routing: RoutingConfig,
     pub providers: Vec<ProviderConfig>,
     /// Price overrides and additions (`[[pricing.models]]`).
     pub pricing: crate::cost::PricingConfig,
+    /// Metadata-only request traces (`[trace]`).
+    pub trace: crate::trace::TraceConfig,
+    /// Operator surface: purge watermarks, fleet stats.
+    pub admin: AdminConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// How often each instance reads the shared purge watermarks from Redis
+    /// (a purge on one instance takes effect on the others within this).
+    #[serde(with = "humantime_serde_compat")]
+    pub watermark_poll: Duration,
+    /// How long a purge watermark is kept; longer than any write can be in
+    /// flight (every instance also drops the matching entries from memory).
+    #[serde(with = "humantime_serde_compat")]
+    pub watermark_retention: Duration,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            watermark_poll: Duration::from_millis(500),
+            watermark_retention: Duration::from_secs(24 * 3600),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -48,6 +75,35 @@ pub struct ServerConfig {
     /// Name of an environment variable holding comma-separated admin keys:
     /// they see every namespace in `/v1/cache/stats`.
     pub admin_keys_env: Option<String>,
+}
+
+/// Caps and deadlines on what callers and providers can make reprise hold.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest upstream JSON answer read, in bytes; a bigger one is a 502.
+    /// (Answers above `cache.max_entry_bytes` are served but not stored.)
+    pub max_response_bytes: usize,
+    /// Largest single SSE event of an upstream stream; an event growing past
+    /// it ends the stream with an error (never buffered without bound).
+    pub max_sse_event_bytes: usize,
+    /// Total time a stream may take from request to last byte.
+    #[serde(with = "humantime_serde_compat")]
+    pub stream_deadline: Duration,
+    /// Longest `model` name (and other caller-chosen names), in bytes; longer
+    /// is a 400.
+    pub max_name_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_response_bytes: 128 * 1024 * 1024,
+            max_sse_event_bytes: 1024 * 1024,
+            stream_deadline: Duration::from_secs(30 * 60),
+            max_name_bytes: 400,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -95,6 +151,30 @@ pub enum Backend {
     Memory,
     Redis,
     Tiered,
+}
+
+impl CacheConfig {
+    /// The tiers to build, as the plain values `cache::tier` takes.
+    pub fn tier_settings(&self) -> crate::cache::tier::TierSettings {
+        let r = &self.redis;
+        crate::cache::tier::TierSettings {
+            memory_bytes: self.backend.uses_memory().then_some(self.memory.max_bytes),
+            redis: self
+                .backend
+                .uses_redis()
+                .then(|| crate::cache::redis::RedisSettings {
+                    url: r.url.clone(),
+                    cluster_nodes: r.cluster_nodes.clone(),
+                    key_prefix: r.key_prefix.clone(),
+                    op_timeout: r.op_timeout,
+                    connect_timeout: r.connect_timeout,
+                    breaker_failures: r.breaker_failures,
+                    breaker_backoff: r.breaker_backoff,
+                    compress_min_bytes: r.compress_min_bytes,
+                }),
+            stale_grace: self.stale_grace,
+        }
+    }
 }
 
 impl Backend {
@@ -442,9 +522,12 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             server: ServerConfig::default(),
+            limits: LimitsConfig::default(),
             cache: CacheConfig::default(),
             routing: RoutingConfig::default(),
             pricing: crate::cost::PricingConfig::default(),
+            admin: AdminConfig::default(),
+            trace: crate::trace::TraceConfig::default(),
             providers: vec![ProviderConfig {
                 name: "openai".into(),
                 kind: ProviderKind::Openai,
@@ -520,6 +603,32 @@ impl Config {
         if self.server.connect_timeout.is_zero() {
             return Err(invalid("server.connect_timeout", "must be greater than 0"));
         }
+        if self.admin.watermark_poll.is_zero() || self.admin.watermark_poll > Duration::from_secs(1)
+        {
+            return Err(invalid(
+                "admin.watermark_poll",
+                "must be between 1ms and 1s (purges must reach every instance within a second)",
+            ));
+        }
+        if self.admin.watermark_retention < self.server.upstream_timeout {
+            return Err(invalid(
+                "admin.watermark_retention",
+                "must be at least server.upstream_timeout (a write in flight must not outlive its watermark)",
+            ));
+        }
+        let limits = &self.limits;
+        for (field, value) in [
+            ("limits.max_response_bytes", limits.max_response_bytes),
+            ("limits.max_sse_event_bytes", limits.max_sse_event_bytes),
+            ("limits.max_name_bytes", limits.max_name_bytes),
+        ] {
+            if value == 0 {
+                return Err(invalid(field, "must be greater than 0"));
+            }
+        }
+        if limits.stream_deadline.is_zero() {
+            return Err(invalid("limits.stream_deadline", "must be greater than 0"));
+        }
         if self.cache.memory.max_bytes == 0 {
             return Err(invalid("cache.memory.max_bytes", "must be greater than 0"));
         }
@@ -569,6 +678,9 @@ impl Config {
                     "needs non-empty patterns",
                 ));
             }
+        }
+        if let Some((field, message)) = self.trace.problem() {
+            return Err(invalid(field, message));
         }
         self.pricing
             .build()

@@ -18,6 +18,9 @@ pub enum ProxyError {
     Unauthorized(String),
     #[error("{0}")]
     ModelNotFound(String),
+    /// Authenticated, but not allowed (an admin-only operation).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("the response is not in the cache (Cache-Control: only-if-cached)")]
     NotCached,
     #[error("request body is larger than the limit of {limit} bytes")]
@@ -44,6 +47,7 @@ impl ProxyError {
             ProxyError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ProxyError::ModelNotFound(_) => StatusCode::NOT_FOUND,
+            ProxyError::Forbidden(_) => StatusCode::FORBIDDEN,
             ProxyError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::UpstreamConnect { .. } | ProxyError::UpstreamBroken { .. } => {
                 StatusCode::BAD_GATEWAY
@@ -59,6 +63,7 @@ impl ProxyError {
             ProxyError::BadRequest { code, .. } => ("invalid_request_error", *code),
             ProxyError::Unauthorized(_) => ("invalid_request_error", Some("invalid_api_key")),
             ProxyError::ModelNotFound(_) => ("invalid_request_error", Some("model_not_found")),
+            ProxyError::Forbidden(_) => ("permission_error", Some("insufficient_permissions")),
             ProxyError::PayloadTooLarge { .. } => {
                 ("invalid_request_error", Some("request_too_large"))
             }
@@ -91,6 +96,7 @@ impl ProxyError {
         let kind = match self.status().as_u16() {
             400 | 413 => "invalid_request_error",
             401 => "authentication_error",
+            403 => "permission_error",
             404 => "not_found_error",
             504 => "timeout_error",
             _ => "api_error",

@@ -9,7 +9,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod cache;
+pub mod cli;
 pub mod config;
 pub mod cost;
 pub mod error;
@@ -22,13 +24,14 @@ pub mod state;
 pub mod stats;
 pub mod stream;
 pub mod telemetry;
+pub mod trace;
 pub mod upstream;
 
 use std::future::Future;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
@@ -62,6 +65,15 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/models", get(server::models::list))
         .route("/v1/directory/models", get(server::admin::directory))
         .route("/v1/cache/stats", get(server::admin::stats))
+        .route("/v1/cache/purge", post(server::purge::purge))
+        .route("/v1/cache", delete(server::purge::purge_namespace))
+        .route(
+            "/v1/cache/entries/{key}",
+            delete(server::purge::purge_entry),
+        )
+        .route("/v1/cache/profile", get(server::profile::live))
+        .route("/v1/cache/export", get(server::export::export))
+        .route("/v1/cache/import", post(server::export::import))
         .route("/metrics", get(server::admin::metrics))
         .route("/health", get(server::ops::health))
         .route("/ready", get(server::ops::ready))
@@ -81,6 +93,7 @@ pub async fn run(
     config.validate()?;
     crate::telemetry::spawn_upkeep();
     let state = Arc::new(AppState::new(config)?);
+    admin::sync::spawn(&state);
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "reprise listening on {addr}");
     // TCP_NODELAY: streamed chunks must leave as written, not wait for

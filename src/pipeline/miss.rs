@@ -117,6 +117,9 @@ pub async fn forward_and_store(
     let cost = usage_value
         .as_ref()
         .and_then(|u| costing::miss(state, &request.model, u));
+    if let Some(u) = &usage_value {
+        request.observe_usage(u);
+    }
 
     // Share with followers and store, off the response path.
     if request.key.is_some() {

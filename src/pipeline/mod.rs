@@ -167,6 +167,16 @@ impl Request {
             .purged(&scope, entry.origin.requested_at_ms)
     }
 
+    /// Feeds the answer's usage to the `cache_economics` estimates.
+    pub fn observe_usage(&self, usage: &Value) {
+        self.state.providers.observe_usage(
+            &self.provider.name,
+            &self.model,
+            self.affinity,
+            usage,
+        );
+    }
+
     /// Whether a successful answer may be written.
     pub fn writes(&self) -> bool {
         self.key.is_some() && self.mode.writes() && !self.directives.no_store
@@ -405,7 +415,24 @@ fn prepare(
     let credential = state.authenticate(&headers)?;
     let directives = facts.directives.clone().with_headers(&headers)?;
 
-    let route = state.providers.route(&facts.model)?;
+    let (route, alias) = match state.providers.aliases.get(&facts.model) {
+        Some(alias) => {
+            // ~4 bytes per token: only relative costs matter.
+            let prompt_tokens = (raw.len() / 4) as u64;
+            let (target, choice) = alias.choose(
+                &state.pricing,
+                &state.providers.economics,
+                facts.opening,
+                prompt_tokens,
+            );
+            let route = crate::providers::Route {
+                provider: target.provider.clone(),
+                stripped_model: Some(target.model.clone()),
+            };
+            (route, Some(Arc::new(choice)))
+        }
+        None => (state.providers.route(&facts.model)?, None),
+    };
     let model_prefixed = route.stripped_model.is_some();
     let upstream_model = route
         .stripped_model
@@ -421,11 +448,21 @@ fn prepare(
 
     let cacheable = mode != Mode::Off;
     let key = cacheable.then(|| {
-        let scope = KeyScope {
-            namespace: &namespace,
-            kind,
-            provider: &route.provider.name,
-            model: &upstream_model,
+        // An alias's targets answer as one model: their entries are shared,
+        // whichever target wrote them.
+        let scope = match &alias {
+            Some(a) => KeyScope {
+                namespace: &namespace,
+                kind,
+                provider: "alias/",
+                model: &a.name,
+            },
+            None => KeyScope {
+                namespace: &namespace,
+                kind,
+                provider: &route.provider.name,
+                model: &upstream_model,
+            },
         };
         match &directives.key {
             Some(custom) => custom_key(&scope, custom),
@@ -452,7 +489,7 @@ fn prepare(
         wants_usage: facts.wants_usage,
         wire,
         affinity: facts.opening,
-        alias: None,
+        alias,
         route: RouteNote::default(),
         requested_at_ms,
     })

@@ -106,6 +106,8 @@ pub async fn lead(
         cancel_on_disconnect: state.config.cache.stream_on_disconnect == StreamDisconnect::Cancel,
         wire: request.wire,
         _in_flight: in_flight,
+        provider: request.provider.name.clone(),
+        opening: request.affinity,
         origin: request.origin(),
         started,
     };
@@ -182,6 +184,9 @@ struct Pump {
     wire: super::adapt::Wire,
     /// The replica's in-flight slot, freed when the stream ends.
     _in_flight: crate::providers::replicas::InFlight,
+    /// Where the stream came from, for the `cache_economics` estimates.
+    provider: String,
+    opening: Option<u64>,
     /// What the stored entry records about its request.
     origin: crate::cache::entry::Origin,
     /// When the upstream call started (the stream's duration is what a hit saves).
@@ -247,6 +252,11 @@ impl Pump {
     /// the client has its last bytes.
     async fn finish(self, source: Source) -> impl std::future::Future<Output = ()> {
         let usage = source.usage();
+        if let Some(u) = &usage {
+            self.state
+                .providers
+                .observe_usage(&self.provider, &self.model, self.opening, u);
+        }
         if let Some(cost) = usage
             .as_ref()
             .and_then(|u| costing::miss(&self.state, &self.model, u))

@@ -2,7 +2,9 @@
 //! request (URL, credentials, forwarded headers).
 
 pub mod affinity;
+pub mod aliases;
 pub mod anthropic_stream;
+pub mod economics;
 pub mod health;
 pub mod inject;
 pub mod replicas;
@@ -145,6 +147,10 @@ pub struct Route {
 pub struct Providers {
     list: Vec<Arc<Provider>>,
     default: Option<Arc<Provider>>,
+    /// `[[routing.models]]`.
+    pub aliases: aliases::Aliases,
+    /// Cached-share estimates of `cache_economics` aliases.
+    pub economics: economics::Economics,
 }
 
 impl Providers {
@@ -200,7 +206,25 @@ impl Providers {
             .default_provider
             .as_ref()
             .and_then(|name| list.iter().find(|p| &p.name == name).cloned());
-        Providers { list, default }
+        Providers {
+            aliases: aliases::Aliases::new(&config.routing.models, &list),
+            economics: economics::Economics::new(config.routing.cache_half_life),
+            list,
+            default,
+        }
+    }
+
+    /// Learns from an answer's usage at `provider`/`model` for a conversation
+    /// opening (only when a `cache_economics` alias will ask).
+    pub fn observe_usage(&self, provider: &str, model: &str, opening: Option<u64>, usage: &serde_json::Value) {
+        if !self.aliases.learns() {
+            return;
+        }
+        if let (Some(opening), Some(n)) = (opening, crate::cost::normalize(usage)) {
+            let target = economics::target_id(provider, model);
+            self.economics
+                .observe(target, opening, n.prompt_tokens, n.cache_read);
+        }
     }
 
     /// `provider/model` selects explicitly (prefix stripped upstream); else the

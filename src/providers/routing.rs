@@ -19,12 +19,25 @@ pub struct AliasChoice {
     /// The model name the caller used.
     pub name: String,
     pub strategy: crate::config::AliasStrategy,
-    /// Why this target: `first_healthy`, `cheapest`, `prefix_cached`,
-    /// `cheaper_uncached`, `only_healthy`.
+    /// Why this target: `first_healthy`, `only_healthy`, `cheapest`,
+    /// `prefix_cached`, `cheaper_uncached`, `no_prices`.
     pub reason: &'static str,
-    /// Expected USD of this request per target, when prices were compared.
+    /// What each candidate was expected to cost, when prices were compared.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub expected_usd: Vec<(String, f64)>,
+    pub expected_usd: Vec<ExpectedCost>,
+}
+
+/// One candidate of a price comparison.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExpectedCost {
+    pub target: String,
+    /// Expected USD with the estimated cached share (infinite: no price,
+    /// serialized as null).
+    pub usd: f64,
+    #[serde(skip)]
+    pub uncached_usd: f64,
+    /// Estimated share of the prompt read from this target's cache.
+    pub cached_share: f64,
 }
 
 /// `routing_metadata.route`: where the request went and why.

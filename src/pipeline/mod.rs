@@ -169,12 +169,9 @@ impl Request {
 
     /// Feeds the answer's usage to the `cache_economics` estimates.
     pub fn observe_usage(&self, usage: &Value) {
-        self.state.providers.observe_usage(
-            &self.provider.name,
-            &self.model,
-            self.affinity,
-            usage,
-        );
+        self.state
+            .providers
+            .observe_usage(&self.provider.name, &self.model, self.affinity, usage);
     }
 
     /// Whether a successful answer may be written.

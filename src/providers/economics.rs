@@ -101,7 +101,11 @@ pub fn expected_usd(price: &ModelPrice, prompt_tokens: u64, share: f64, output_t
     let cacheable = price
         .min_cacheable_tokens
         .is_none_or(|min| prompt_tokens >= min);
-    let share = if cacheable { share.clamp(0.0, 1.0) } else { 0.0 };
+    let share = if cacheable {
+        share.clamp(0.0, 1.0)
+    } else {
+        0.0
+    };
     let uncached_price = match price.cache_write_5m {
         Some(write) if price.supports_prompt_caching && cacheable => write,
         _ => price.input,
@@ -147,11 +151,17 @@ mod tests {
         let e = Economics::new(Duration::from_secs(300));
         assert_eq!(e.expected_share(1, 7), 0.0);
         e.observe(1, 7, 1000, 0);
-        assert!(e.expected_share(1, 7) > 0.99, "a first serve warms the prefix");
+        assert!(
+            e.expected_share(1, 7) > 0.99,
+            "a first serve warms the prefix"
+        );
         assert_eq!(e.expected_share(2, 7), 0.0, "only at that target");
         e.observe(1, 7, 1000, 0);
         e.observe(1, 7, 1000, 0);
-        assert!((e.expected_share(1, 7) - 0.25).abs() < 0.01, "a cache that never hits is unlearned");
+        assert!(
+            (e.expected_share(1, 7) - 0.25).abs() < 0.01,
+            "a cache that never hits is unlearned"
+        );
         e.observe(1, 7, 1000, 900);
         assert!((e.expected_share(1, 7) - 0.575).abs() < 0.01);
     }
@@ -174,7 +184,10 @@ mod tests {
         assert!((cold - 0.002).abs() < 1e-12);
         assert!((warm - 0.0002).abs() < 1e-12);
         // Under the minimum cacheable length nothing is read from cache.
-        assert_eq!(expected_usd(&p, 1000, 1.0, 0), expected_usd(&p, 1000, 0.0, 0));
+        assert_eq!(
+            expected_usd(&p, 1000, 1.0, 0),
+            expected_usd(&p, 1000, 0.0, 0)
+        );
         let mut writes = p.clone();
         writes.cache_write_5m = Some(1.25);
         assert!((expected_usd(&writes, 2000, 0.0, 0) - 0.0025).abs() < 1e-12);

@@ -216,7 +216,13 @@ impl Providers {
 
     /// Learns from an answer's usage at `provider`/`model` for a conversation
     /// opening (only when a `cache_economics` alias will ask).
-    pub fn observe_usage(&self, provider: &str, model: &str, opening: Option<u64>, usage: &serde_json::Value) {
+    pub fn observe_usage(
+        &self,
+        provider: &str,
+        model: &str,
+        opening: Option<u64>,
+        usage: &serde_json::Value,
+    ) {
         if !self.aliases.learns() {
             return;
         }

@@ -59,11 +59,13 @@ fn bench_pick(c: &mut Criterion) {
 }
 
 fn bench_alias(c: &mut Criterion) {
-    let mut config = Config::default();
-    config.providers = vec![
-        ProviderConfig::new("a", ProviderKind::Openai, "http://a/v1", &[]),
-        ProviderConfig::new("b", ProviderKind::Openai, "http://b/v1", &[]),
-    ];
+    let mut config = Config {
+        providers: vec![
+            ProviderConfig::new("a", ProviderKind::Openai, "http://a/v1", &[]),
+            ProviderConfig::new("b", ProviderKind::Openai, "http://b/v1", &[]),
+        ],
+        ..Config::default()
+    };
     config.routing.default_provider = Some("a".into());
     config.routing.models = vec![ModelAlias {
         name: "llama".into(),

@@ -121,7 +121,13 @@ pub async fn json(request: &Request) -> Result<Reply, ProxyError> {
     } = send(request, deadline).await?;
     let status = response.status();
     let headers = upstream::passthrough_headers(response.headers());
-    let mut body = upstream::read_body(&request.provider, response, deadline).await?;
+    let mut body = upstream::read_body(
+        &request.provider,
+        response,
+        deadline,
+        request.state.config.limits.max_response_bytes,
+    )
+    .await?;
     drop(in_flight);
     let is_json = headers
         .get(header::CONTENT_TYPE)

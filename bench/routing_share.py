@@ -25,6 +25,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import threading
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -37,6 +38,8 @@ def start(cmd, pattern):
     for line in proc.stdout:
         m = re.search(pattern, line)
         if m:
+            # Keep draining the logs, or a full pipe would stall the process.
+            threading.Thread(target=lambda: [None for _ in proc.stdout], daemon=True).start()
             return proc, m.group(1)
     raise SystemExit(f"{cmd[0]} did not start")
 
@@ -49,9 +52,13 @@ def post(url, body):
         return json.load(r)
 
 
+SHARED_SYSTEM = True
+
+
 def turn(c, t):
+    tag = "" if SHARED_SYSTEM else f"(tenant {c}) "
     messages = [
-        {"role": "system", "content": "You are a careful assistant. " + "Policy text. " * 150},
+        {"role": "system", "content": f"You are a careful assistant {tag}. " + "Policy text. " * 150},
         {"role": "user", "content": f"Conversation {c}: " + "Background. " * 60},
     ]
     for k in range(1, t + 1):
@@ -88,9 +95,13 @@ def run(strategy, replicas, conversations, turns):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--replicas", type=int, default=3)
-    ap.add_argument("--conversations", type=int, default=60)
+    ap.add_argument("--conversations", type=int, default=31)
     ap.add_argument("--turns", type=int, default=6)
+    ap.add_argument("--own-system", action="store_true",
+                    help="give every conversation its own system prompt (nothing shared)")
     a = ap.parse_args()
+    global SHARED_SYSTEM
+    SHARED_SYSTEM = not a.own_system
     ideal, _ = run("prefix_affinity", 1, a.conversations, a.turns)
     print(f"{a.conversations} conversations x {a.turns} turns, {a.replicas} replicas "
           f"(ideal = one replica: {ideal} cached tokens)")

@@ -66,6 +66,8 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/directory/models", get(server::admin::directory))
         .route("/v1/cache/stats", get(server::admin::stats))
         .route("/v1/cache/purge", post(server::purge::purge))
+        .route("/v1/cache/get", post(server::direct::get))
+        .route("/v1/cache/set", post(server::direct::set))
         .route("/v1/cache", delete(server::purge::purge_namespace))
         .route(
             "/v1/cache/entries/{key}",

@@ -10,6 +10,7 @@
 
 mod adapt;
 mod costing;
+pub mod direct;
 mod forward;
 mod miss;
 mod respond;

@@ -3,6 +3,7 @@
 
 pub mod admin;
 pub mod chat;
+pub mod direct;
 pub mod embeddings;
 pub mod messages;
 pub mod models;

@@ -74,6 +74,8 @@ pub fn app(state: Arc<AppState>) -> Router {
             delete(server::purge::purge_entry),
         )
         .route("/v1/cache/profile", get(server::profile::live))
+        .route("/v1/cache/export", get(server::export::export))
+        .route("/v1/cache/import", post(server::export::import))
         .route("/metrics", get(server::admin::metrics))
         .route("/health", get(server::ops::health))
         .route("/ready", get(server::ops::ready))

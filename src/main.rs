@@ -34,6 +34,13 @@ enum Command {
     /// Replay traces or request logs through a simulated cache: hit rate
     /// and savings per TTL and memory budget, recommended rules.
     Profile(reprise::cli::profile::ProfileArgs),
+    /// Move entries between running instances (export, import).
+    Cache {
+        #[command(subcommand)]
+        command: reprise::cli::cache::CacheCommand,
+    },
+    /// Replay requests through a running reprise to fill its cache.
+    Warm(reprise::cli::warm::WarmArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -55,6 +62,10 @@ fn main() -> ExitCode {
     match &cli.command {
         None | Some(Command::Serve) => {}
         Some(Command::Profile(args)) => return profile(args, &config),
+        Some(Command::Cache { command }) => {
+            return tool(reprise::cli::cache::run(command));
+        }
+        Some(Command::Warm(args)) => return tool(reprise::cli::warm::run(args)),
     }
     if let Some(listen) = cli.listen {
         config.server.listen = listen;
@@ -102,6 +113,30 @@ fn profile(args: &reprise::cli::profile::ProfileArgs, config: &Config) -> ExitCo
         }
         Err(e) => {
             eprintln!("reprise profile: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a tool that talks to a running reprise; prints its report.
+fn tool(work: impl std::future::Future<Output = Result<String, String>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("reprise: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(work) {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("reprise: {e}");
             ExitCode::FAILURE
         }
     }

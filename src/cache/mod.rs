@@ -2,6 +2,7 @@
 
 pub mod breaker;
 pub mod codec;
+pub mod dump;
 pub mod entry;
 pub mod facts;
 pub mod flight;

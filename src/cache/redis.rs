@@ -88,6 +88,28 @@ impl RedisTier {
         format!("{}:v1:{namespace}:{}", self.prefix, key.hex())
     }
 
+    /// One `SCAN` step over this prefix's entry keys: (next cursor, keys);
+    /// cursor 0 ends the walk. None when Redis is unavailable. Single-node
+    /// Redis only (a cluster scans one node per call).
+    pub async fn scan(&self, cursor: u64, count: usize) -> Option<(u64, Vec<String>)> {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{}:v1:*", self.prefix))
+            .arg("COUNT")
+            .arg(count);
+        self.run(&cmd, "SCAN").await
+    }
+
+    /// (namespace, key) of an entry key; None for locks and foreign keys.
+    pub fn parse_entry_key(&self, redis_key: &str) -> Option<(String, CacheKey)> {
+        let rest = redis_key
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix(":v1:")?;
+        let (namespace, hex) = rest.rsplit_once(':')?;
+        Some((namespace.to_owned(), super::dump::parse_key_hex(hex)?))
+    }
+
     /// The distributed single-flight lock for an entry key.
     pub fn lock_key(entry_key: &str) -> String {
         format!("{entry_key}:lock")

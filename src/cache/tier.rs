@@ -86,7 +86,7 @@ impl Tiers {
                 let entry = Arc::new(entry);
                 if entry.is_fresh() {
                     if let Some(memory) = &self.memory {
-                        memory.insert(*key, entry.clone()).await;
+                        memory.insert(*key, namespace, entry.clone()).await;
                     }
                     found.fresh = Some((entry, Tier::Redis));
                 } else if entry.is_servable_stale(self.grace) && found.stale.is_none() {
@@ -116,7 +116,7 @@ impl Tiers {
                 .await;
         }
         if let Some(memory) = &self.memory {
-            memory.insert(key, entry).await;
+            memory.insert(key, namespace, entry).await;
         }
     }
 }

@@ -2,7 +2,10 @@
 //! tools that talk to a running instance (`cache export|import`, `warm`).
 //! `main.rs` parses arguments and calls in here.
 
+pub mod cache;
+pub mod client;
 pub mod profile;
+pub mod warm;
 
 use indicatif::{ProgressBar, ProgressStyle};
 

@@ -271,7 +271,7 @@ impl Pump {
         let store = match (entry, self.key, self.writes && !self.ttl.is_zero()) {
             (Some(entry), Some(key), true) => {
                 if let Some(memory) = &self.state.tiers.memory {
-                    memory.insert(key, entry.clone()).await;
+                    memory.insert(key, &self.namespace, entry.clone()).await;
                 }
                 Some((entry, key))
             }

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod chat;
 pub mod direct;
 pub mod embeddings;
+pub mod export;
 pub mod messages;
 pub mod models;
 pub mod ops;

@@ -101,7 +101,7 @@ impl MemoryTier {
         let keys: Vec<CacheKey> = self
             .cache
             .iter()
-            .filter(|(k, e)| doomed(k, e))
+            .filter(|(k, slot)| doomed(k, &slot.entry))
             .map(|(k, _)| *k)
             .collect();
         for key in &keys {
@@ -171,7 +171,7 @@ mod tests {
     async fn sweep_drops_only_what_it_picks() {
         let tier = MemoryTier::new(1 << 20, Duration::ZERO);
         for i in 0..10u8 {
-            tier.insert(CacheKey([i; 32]), entry(Ttl::Forever, 10))
+            tier.insert(CacheKey([i; 32]), "ns", entry(Ttl::Forever, 10))
                 .await;
         }
         assert_eq!(tier.sweep(|k, _| k.0[0] % 2 == 0).await, 5);

@@ -101,7 +101,7 @@ impl MemoryTier {
         let keys: Vec<CacheKey> = self
             .cache
             .iter()
-            .filter(|(k, slot)| doomed(k, &slot.entry))
+            .filter(|(k, s)| doomed(k, &s.entry))
             .map(|(k, _)| *k)
             .collect();
         for key in &keys {

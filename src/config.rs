@@ -172,7 +172,7 @@ impl CacheConfig {
                     breaker_backoff: r.breaker_backoff,
                     compress_min_bytes: r.compress_min_bytes,
                 }),
-            stale_grace: self.stale_grace,
+            stale_grace: crate::cache::ttl::clamp(self.stale_grace),
         }
     }
 }
@@ -517,6 +517,17 @@ impl Config {
         }
         if limits.stream_deadline.is_zero() {
             return Err(invalid("limits.stream_deadline", "must be greater than 0"));
+        }
+        for (field, value) in [
+            ("cache.stale_grace", self.cache.stale_grace),
+            (
+                "cache.single_flight.lock_ttl",
+                self.cache.single_flight.lock_ttl,
+            ),
+        ] {
+            if value > crate::cache::ttl::MAX_TTL {
+                return Err(invalid(field, "must be at most 365 days"));
+            }
         }
         if self.cache.memory.max_bytes == 0 {
             return Err(invalid("cache.memory.max_bytes", "must be greater than 0"));

@@ -60,9 +60,9 @@ pub fn encode(entry: &Entry, compress_min: usize) -> Bytes {
     out.put_slice(MAGIC);
     out.put_u8(flags);
     out.put_u64_le(entry.written_at_ms);
-    out.put_u64_le(match entry.ttl {
-        Ttl::After(d) => u64::try_from(d.as_millis()).unwrap_or(u64::MAX - 1),
-        Ttl::Forever => u64::MAX,
+    out.put_u64_le(match entry.ttl.duration() {
+        Some(d) => u64::try_from(d.as_millis()).unwrap_or(u64::MAX - 1),
+        None => u64::MAX,
     });
     out.put_u64_le(entry.total_tokens.unwrap_or(u64::MAX));
     match usage {
@@ -180,7 +180,7 @@ pub fn decode(bytes: &[u8]) -> Option<Entry> {
         ttl: if ttl_ms == u64::MAX {
             Ttl::Forever
         } else {
-            Ttl::After(Duration::from_millis(ttl_ms))
+            Ttl::after(Duration::from_millis(ttl_ms))
         },
         total_tokens: (tokens != u64::MAX).then_some(tokens),
         usage,

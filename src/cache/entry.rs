@@ -129,7 +129,7 @@ impl Entry {
     /// True while the entry may still be served as `stale` (TTL + grace).
     pub fn is_servable_stale(&self, grace: Duration) -> bool {
         match self.ttl.duration() {
-            Some(ttl) => self.age() < ttl + grace,
+            Some(ttl) => self.age() < super::ttl::add(ttl, grace),
             None => true,
         }
     }
@@ -139,6 +139,12 @@ impl Entry {
         self.ttl
             .duration()
             .map(|ttl| ttl.saturating_sub(self.age()))
+    }
+
+    /// Time left before the entry must be dropped: remaining TTL plus the
+    /// stale grace (None = forever). Never overflows (both are clamped).
+    pub fn keep_for(&self, grace: Duration) -> Option<Duration> {
+        self.remaining().map(|r| super::ttl::add(r, grace))
     }
 
     /// Bytes this entry costs in memory, for the byte-bounded tier: its

@@ -35,7 +35,7 @@ struct EntryExpiry {
 
 impl Expiry<CacheKey, Slot> for EntryExpiry {
     fn expire_after_create(&self, _: &CacheKey, slot: &Slot, _: StdInstant) -> Option<Duration> {
-        slot.entry.remaining().map(|r| r + self.grace)
+        slot.entry.keep_for(self.grace)
     }
 
     fn expire_after_update(
@@ -45,7 +45,7 @@ impl Expiry<CacheKey, Slot> for EntryExpiry {
         _: StdInstant,
         _: Option<Duration>,
     ) -> Option<Duration> {
-        slot.entry.remaining().map(|r| r + self.grace)
+        slot.entry.keep_for(self.grace)
     }
 }
 

@@ -134,8 +134,7 @@ impl RedisTier {
         let mut cmd = redis::cmd("SET");
         cmd.arg(key).arg(value.as_ref());
         if let Some(ttl) = expire_after {
-            cmd.arg("PX")
-                .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+            cmd.arg("PX").arg(px(ttl));
         }
         let _: Option<()> = self.run(&cmd, "SET").await;
     }
@@ -144,11 +143,7 @@ impl RedisTier {
     /// Some(false) when someone holds it, None when Redis is unavailable.
     pub async fn try_lock(&self, key: &str, ttl: Duration) -> Option<bool> {
         let mut cmd = redis::cmd("SET");
-        cmd.arg(key)
-            .arg(1)
-            .arg("NX")
-            .arg("PX")
-            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+        cmd.arg(key).arg(1).arg("NX").arg("PX").arg(px(ttl));
         let reply: Option<String> = self.run(&cmd, "SET NX").await?;
         Some(reply.is_some())
     }
@@ -258,6 +253,13 @@ impl RedisTier {
                 self.breaker.success();
                 Some(value)
             }
+            Ok(Err(e)) if is_rejection(&e) => {
+                // Redis is up and answered: a refused command says nothing
+                // about its health, so it never feeds the breaker.
+                tracing::debug!(error = %e, "redis {what} rejected");
+                metrics::counter!("reprise_redis_rejected_total").increment(1);
+                None
+            }
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "redis {what} failed");
                 self.breaker.failure(what);
@@ -313,6 +315,30 @@ impl RedisTier {
     }
 }
 
+/// Milliseconds for `PX`: at least 1, and never more than a value Redis
+/// accepts (callers pass clamped durations; this is the last guard, so a
+/// caller's number can never become a rejected command).
+fn px(ttl: Duration) -> u64 {
+    let max = 2 * super::ttl::MAX_TTL.as_millis();
+    u64::try_from(ttl.as_millis().min(max))
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+/// An error reply from a live server (as opposed to a broken connection,
+/// timeout or unreachable cluster), which must not open the breaker.
+fn is_rejection(e: &redis::RedisError) -> bool {
+    use redis::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::ResponseError
+            | ErrorKind::TypeError
+            | ErrorKind::ExecAbortError
+            | ErrorKind::NoScriptError
+            | ErrorKind::ExtensionError
+    )
+}
+
 /// A node a `SCAN` runs on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ScanNode {
@@ -347,6 +373,15 @@ fn cluster_primaries(nodes: &str) -> Vec<ScanNode> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn px_is_always_acceptable_to_redis() {
+        assert_eq!(px(Duration::ZERO), 1);
+        assert_eq!(px(Duration::from_secs(2)), 2000);
+        let cap = u64::try_from(2 * super::super::ttl::MAX_TTL.as_millis()).unwrap();
+        assert_eq!(px(Duration::MAX), cap);
+        assert!(cap < i64::MAX as u64 / 2);
+    }
 
     #[test]
     fn cluster_primaries_skip_replicas_and_failed_nodes() {

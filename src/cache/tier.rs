@@ -100,7 +100,7 @@ impl Tiers {
     /// Writes to the shared tier only (the caller filled memory already).
     pub async fn store_shared(&self, key: CacheKey, namespace: &str, entry: &Entry) {
         if let Some(redis) = &self.redis {
-            let expire = entry.remaining().map(|r| r + self.grace);
+            let expire = entry.keep_for(self.grace);
             redis
                 .set(&redis.entry_key(namespace, &key), entry, expire)
                 .await;
@@ -110,7 +110,7 @@ impl Tiers {
     /// Writes to every tier (called off the response path).
     pub async fn store(&self, key: CacheKey, namespace: &str, entry: Arc<Entry>) {
         if let Some(redis) = &self.redis {
-            let expire = entry.remaining().map(|r| r + self.grace);
+            let expire = entry.keep_for(self.grace);
             redis
                 .set(&redis.entry_key(namespace, &key), &entry, expire)
                 .await;

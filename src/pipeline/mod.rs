@@ -236,6 +236,22 @@ pub async fn run(
         .state
         .stats
         .record(&request.namespace, route, &request.model, &record);
+    if request.state.config.admin.fleet_stats {
+        request
+            .state
+            .fleet
+            .record(&request.namespace, route, &request.model, &record);
+    }
+    if let (Some(key), Some(CacheStatus::Hit | CacheStatus::Coalesced | CacheStatus::Stale)) =
+        (&request.key, record.status)
+    {
+        request.state.top.record(
+            key,
+            &request.namespace,
+            &request.model,
+            record.usd_saved_cache,
+        );
+    }
     traced::record(
         &request,
         facts,

@@ -11,6 +11,8 @@ pub mod models;
 pub mod ops;
 pub mod profile;
 pub mod purge;
+pub mod series;
+pub mod top;
 
 use std::sync::Arc;
 

@@ -34,7 +34,7 @@ use tokio::time::Instant;
 use crate::admin::watermarks::Scope;
 use crate::cache::entry::{unix_ms_now, Entry, Origin};
 use crate::cache::flight::{self, Outcome, Role};
-use crate::cache::key::{custom_key, scoped_key, CacheKey, EndpointKind, KeyScope};
+use crate::cache::key::{custom_key, scoped_key_with, CacheKey, EndpointKind, KeyScope};
 use crate::cache::live::LiveStream;
 use crate::cache::mode::Mode;
 use crate::cache::policy::Directives;
@@ -267,7 +267,7 @@ pub async fn run(
         ($level:ident) => {
             tracing::$level!(
                 route,
-                model = %request.model,
+                model = %crate::telemetry::clip(&request.model),
                 provider = %request.provider.name,
                 http_status = response.status().as_u16(),
                 cache_status = status,
@@ -403,6 +403,13 @@ fn prepare(
 ) -> Result<Request, ProxyError> {
     let requested_at_ms = unix_ms_now();
     let credential = state.authenticate(&headers)?;
+    let max_name = state.config.limits.max_name_bytes;
+    if facts.model.len() > max_name {
+        return Err(ProxyError::bad_request(
+            format!("`model` is longer than {max_name} bytes"),
+            Some("model"),
+        ));
+    }
     let directives = facts.directives.clone().with_headers(&headers)?;
 
     let route = state.providers.route(&facts.model)?;
@@ -429,7 +436,13 @@ fn prepare(
         };
         match &directives.key {
             Some(custom) => custom_key(&scope, custom),
-            None => scoped_key(&scope, &facts.digest),
+            // The forwarded headers that can change the answer, from the
+            // same list that forwards them.
+            None => scoped_key_with(&scope, &facts.digest, |sink| {
+                route
+                    .provider
+                    .answer_headers(&headers, |name, value| sink(name, value.as_bytes()))
+            }),
         }
     });
 

@@ -44,6 +44,13 @@ pub struct AdminConfig {
     /// flight (every instance also drops the matching entries from memory).
     #[serde(with = "humantime_serde_compat")]
     pub watermark_retention: Duration,
+    /// How often each instance adds its counters to the fleet totals and
+    /// time series in Redis (batched, off the request path).
+    #[serde(with = "humantime_serde_compat")]
+    pub stats_flush: Duration,
+    /// Record the per-minute series and the fleet counters (false saves a
+    /// mutex per request; the per-instance stats stay).
+    pub fleet_stats: bool,
 }
 
 impl Default for AdminConfig {
@@ -51,6 +58,8 @@ impl Default for AdminConfig {
         Self {
             watermark_poll: Duration::from_millis(500),
             watermark_retention: Duration::from_secs(24 * 3600),
+            stats_flush: Duration::from_secs(1),
+            fleet_stats: true,
         }
     }
 }
@@ -612,6 +621,9 @@ impl Config {
                 "admin.watermark_poll",
                 "must be between 1ms and 1s (purges must reach every instance within a second)",
             ));
+        }
+        if self.admin.stats_flush.is_zero() || self.admin.stats_flush > Duration::from_secs(60) {
+            return Err(invalid("admin.stats_flush", "must be between 1ms and 60s"));
         }
         if self.admin.watermark_retention < self.server.upstream_timeout {
             return Err(invalid(

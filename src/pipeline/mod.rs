@@ -10,6 +10,7 @@
 
 mod adapt;
 mod costing;
+pub mod direct;
 mod forward;
 mod miss;
 mod respond;
@@ -82,6 +83,8 @@ pub(crate) struct Request {
     /// When the request started (ms since the epoch): entries it writes are
     /// stamped with this, so a purge during the call still covers them.
     pub requested_at_ms: u64,
+    /// Answers kept per key (`x-cache-bucket` or the rule's `bucket_size`).
+    pub bucket: u32,
 }
 
 impl Request {
@@ -212,7 +215,7 @@ pub async fn run(
         EndpointKind::Messages => e.anthropic_response(),
         _ => e.into_response(),
     };
-    let request = match prepare(state, kind, headers, raw, facts) {
+    let mut request = match prepare(state, kind, headers, raw, facts) {
         Ok(r) => r,
         Err(e) => {
             crate::telemetry::request(
@@ -226,6 +229,18 @@ pub async fn run(
             return render_error(e);
         }
     };
+    if let (true, Some(key)) = (request.bucket > 1, request.key) {
+        // Sampled traffic: fill the bucket's next slot, or draw a full one.
+        let slot = crate::cache::bucket::choose(
+            &request.state.tiers,
+            &key,
+            &request.namespace,
+            request.bucket,
+            |k, e| request.not_purged(k, e),
+        )
+        .await;
+        request.key = Some(slot);
+    }
     let answer = match flow(&request).await {
         Ok(answer) => answer,
         Err(e) => {
@@ -257,6 +272,22 @@ pub async fn run(
         .state
         .stats
         .record(&request.namespace, route, &request.model, &record);
+    if request.state.config.admin.fleet_stats {
+        request
+            .state
+            .fleet
+            .record(&request.namespace, route, &request.model, &record);
+    }
+    if let (Some(key), Some(CacheStatus::Hit | CacheStatus::Coalesced | CacheStatus::Stale)) =
+        (&request.key, record.status)
+    {
+        request.state.top.record(
+            key,
+            &request.namespace,
+            &request.model,
+            record.usd_saved_cache,
+        );
+    }
     traced::record(
         &request,
         facts,
@@ -444,6 +475,11 @@ fn prepare(
         .unwrap_or_else(|| facts.model.clone());
     let namespace = state.namespace(credential.as_deref(), directives.namespace.as_deref());
     let policy = state.policies.for_model(&upstream_model);
+    let bucket = match bucket_header(&headers)? {
+        Some(n) => n,
+        None => policy.bucket_size.unwrap_or(1),
+    }
+    .clamp(1, crate::cache::bucket::MAX_BUCKET);
     let mode = if state.config.cache.enabled {
         policy.mode
     } else {
@@ -502,5 +538,24 @@ fn prepare(
         alias,
         route: RouteNote::default(),
         requested_at_ms,
+        bucket,
     })
+}
+
+/// `x-cache-bucket: N` (1 = off; clamped to `bucket::MAX_BUCKET`).
+fn bucket_header(headers: &HeaderMap) -> Result<Option<u32>, ProxyError> {
+    let Some(value) = headers.get("x-cache-bucket") else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|n| Some(u32::try_from(n).unwrap_or(u32::MAX)))
+        .ok_or_else(|| {
+            ProxyError::bad_request(
+                "x-cache-bucket must be a whole number of answers to keep (1-32)",
+                None,
+            )
+        })
 }

@@ -271,6 +271,11 @@ impl Pump {
             self.state
                 .stats
                 .add_cost(&self.namespace, self.route, &self.model, &record);
+            if self.state.config.admin.fleet_stats {
+                self.state
+                    .fleet
+                    .add_cost(&self.namespace, self.route, &self.model, &record);
+            }
         }
         let entry = match source.finish() {
             Ok((body, format)) => {

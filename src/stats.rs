@@ -28,8 +28,6 @@ pub struct Record {
     pub latency_saved_ms: u64,
     /// The answer's raw `usage` JSON, when known (read by traces only).
     pub usage: Option<bytes::Bytes>,
-    /// Hits on MCP results: what the original upstream call took.
-    pub latency_saved_ms: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -49,7 +47,6 @@ pub struct Counters {
     pub usd_spent: f64,
     pub usd_saved_by_cache: f64,
     pub usd_saved_by_provider_cache: f64,
-    pub latency_saved_ms: u64,
 }
 
 impl Counters {
@@ -76,7 +73,6 @@ impl Counters {
         self.usd_spent += r.usd_spent;
         self.usd_saved_by_cache += r.usd_saved_cache;
         self.usd_saved_by_provider_cache += r.usd_saved_provider;
-        self.latency_saved_ms += r.latency_saved_ms;
     }
 
     fn merge(&mut self, o: &Counters) {
@@ -95,7 +91,6 @@ impl Counters {
         self.usd_spent += o.usd_spent;
         self.usd_saved_by_cache += o.usd_saved_by_cache;
         self.usd_saved_by_provider_cache += o.usd_saved_by_provider_cache;
-        self.latency_saved_ms += o.latency_saved_ms;
     }
 
     /// The JSON view: counters plus derived totals and the hit rate.

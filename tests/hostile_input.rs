@@ -87,7 +87,7 @@ async fn absurd_ttls_never_open_the_redis_breaker() {
         assert_eq!(hit.cache_status(), "hit", "entry {i}");
         assert_eq!(hit.header("x-cache-tier"), Some("redis"));
     }
-    let keys = redis.cli(&["--scan", "--pattern", "reprise:*"]).unwrap();
+    let keys = redis.cli(&["--scan", "--pattern", "reprise:v1:*"]).unwrap();
     let keys: Vec<&str> = keys.lines().collect();
     assert_eq!(keys.len(), n);
     let year_ms = 365 * 24 * 3600 * 1000_i64;

@@ -42,8 +42,11 @@ pub async fn lead(
     let state = &request.state;
     let deadline = Deadline::after(state.config.server.upstream_timeout);
     let started = tokio::time::Instant::now();
-    let response = match forward::send(request, deadline).await {
-        Ok(r) => r,
+    let forward::Sent {
+        response,
+        in_flight,
+    } = match forward::send(request, deadline).await {
+        Ok(sent) => sent,
         Err(e) => {
             live.end(LiveEnd::Broken);
             fail_flight(
@@ -109,6 +112,9 @@ pub async fn lead(
         idle_timeout: state.config.server.upstream_timeout,
         cancel_on_disconnect: state.config.cache.stream_on_disconnect == StreamDisconnect::Cancel,
         wire: request.wire,
+        _in_flight: in_flight,
+        provider: request.provider.name.clone(),
+        opening: request.affinity,
         origin: request.origin(),
         started,
     };
@@ -117,9 +123,15 @@ pub async fn lead(
     let provider = request.provider.name.clone();
     let model = request.model.clone();
     let meta_state = state.clone();
+    let route = request.route.get();
     let meta: MetaFn = Box::new(move |usage| {
         let cost = usage.and_then(|u| costing::miss(&meta_state, &model, u));
-        serde_json::json!({"provider": provider, "cache": {"status": status}, "cost": cost})
+        let mut meta =
+            serde_json::json!({"provider": provider, "cache": {"status": status}, "cost": cost});
+        if let (Some(route), Some(o)) = (&route, meta.as_object_mut()) {
+            o.insert("route".into(), serde_json::json!(route));
+        }
+        meta
     });
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     let body = client_body(reader, request.wire, request.wants_usage, meta);
@@ -177,6 +189,11 @@ struct Pump {
     idle_timeout: std::time::Duration,
     cancel_on_disconnect: bool,
     wire: super::adapt::Wire,
+    /// The replica's in-flight slot, freed when the stream ends.
+    _in_flight: crate::providers::replicas::InFlight,
+    /// Where the stream came from, for the `cache_economics` estimates.
+    provider: String,
+    opening: Option<u64>,
     /// What the stored entry records about its request.
     origin: crate::cache::entry::Origin,
     /// When the upstream call started (the stream's duration is what a hit saves).
@@ -258,6 +275,11 @@ impl Pump {
     /// the client has its last bytes.
     async fn finish(self, source: Source) -> impl std::future::Future<Output = ()> {
         let usage = source.usage();
+        if let Some(u) = &usage {
+            self.state
+                .providers
+                .observe_usage(&self.provider, &self.model, self.opening, u);
+        }
         if let Some(cost) = usage
             .as_ref()
             .and_then(|u| costing::miss(&self.state, &self.model, u))
@@ -266,6 +288,11 @@ impl Pump {
             self.state
                 .stats
                 .add_cost(&self.namespace, self.route, &self.model, &record);
+            if self.state.config.admin.fleet_stats {
+                self.state
+                    .fleet
+                    .add_cost(&self.namespace, self.route, &self.model, &record);
+            }
         }
         let entry = match source.finish() {
             Ok((body, format)) => {

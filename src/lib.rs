@@ -14,8 +14,10 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod cost;
+pub mod dashboard;
 pub mod error;
 pub mod json;
+pub mod mcp;
 pub mod pipeline;
 pub mod providers;
 pub mod render;
@@ -73,7 +75,13 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/directory/models", get(server::admin::directory))
         .route("/v1/cache/stats", get(server::admin::stats))
         .route("/v1/cache/feedback", post(server::feedback::create))
+        .route("/v1/cache/stats/series", get(server::series::series))
+        .route("/v1/cache/top", get(server::top::top))
+        .route("/dashboard", get(dashboard::page))
+        .route("/dashboard/{file}", get(dashboard::file))
         .route("/v1/cache/purge", post(server::purge::purge))
+        .route("/v1/cache/get", post(server::direct::get))
+        .route("/v1/cache/set", post(server::direct::set))
         .route("/v1/cache", delete(server::purge::purge_namespace))
         .route(
             "/v1/cache/entries/{key}",
@@ -85,6 +93,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/metrics", get(server::admin::metrics))
         .route("/health", get(server::ops::health))
         .route("/ready", get(server::ops::ready))
+        .merge(mcp::router(state.clone()))
         .fallback(server::ops::not_found)
         .layer(DefaultBodyLimit::max(limit))
         .layer(TraceLayer::new_for_http())
@@ -102,6 +111,7 @@ pub async fn run(
     crate::telemetry::spawn_upkeep();
     let state = Arc::new(AppState::new(config)?);
     admin::sync::spawn(&state);
+    admin::fleet::spawn(&state);
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "reprise listening on {addr}");
     // TCP_NODELAY: streamed chunks must leave as written, not wait for

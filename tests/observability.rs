@@ -158,18 +158,21 @@ async fn modes_per_model_rule() {
             mode: Some(Mode::Off),
             ttl: None,
             semantic: None,
+            bucket_size: None,
         },
         CacheRule {
             models: vec!["ro-*".into()],
             mode: Some(Mode::ReadOnly),
             ttl: None,
             semantic: None,
+            bucket_size: None,
         },
         CacheRule {
             models: vec!["wo-*".into()],
             mode: Some(Mode::WriteOnly),
             ttl: None,
             semantic: None,
+            bucket_size: None,
         },
     ];
     let proxy = Proxy::start(config).await;

@@ -51,6 +51,10 @@ pub struct CacheRule {
     /// Semantic tier for these models: true/false overrides `semantic.models`.
     #[serde(default)]
     pub semantic: Option<bool>,
+    /// Keep up to this many answers per key and serve one at random once
+    /// all are stored (sampled traffic; see `cache::bucket`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket_size: Option<u32>,
 }
 
 /// What applies to one request's model.
@@ -61,6 +65,8 @@ pub struct ModelPolicy {
     pub ttl: Option<Ttl>,
     /// The rule's `semantic` switch; None = decided by `semantic.models`.
     pub semantic: Option<bool>,
+    /// Rule answer-bucket size; None = one answer per key.
+    pub bucket_size: Option<u32>,
 }
 
 /// Compiled `cache.mode`, `cache.models` and `cache.rules`.
@@ -95,6 +101,7 @@ impl Policies {
                 mode: Mode::Off,
                 ttl: None,
                 semantic: None,
+                bucket_size: None,
             };
         }
         for (patterns, rule) in &self.rules {
@@ -103,6 +110,7 @@ impl Policies {
                     mode: rule.mode.unwrap_or(self.default),
                     ttl: rule.ttl,
                     semantic: rule.semantic,
+                    bucket_size: rule.bucket_size,
                 };
             }
         }
@@ -110,6 +118,7 @@ impl Policies {
             mode: self.default,
             ttl: None,
             semantic: None,
+            bucket_size: None,
         }
     }
 }
@@ -128,12 +137,14 @@ mod tests {
                 mode: Some(Mode::Observe),
                 ttl: None,
                 semantic: Some(false),
+                bucket_size: None,
             },
             CacheRule {
                 models: vec!["text-embedding-*".into()],
                 mode: None,
                 ttl: Some(Ttl::Forever),
                 semantic: None,
+                bucket_size: Some(3),
             },
         ];
         let p = Policies::new(Mode::Cache, &[], &rules);
@@ -145,6 +156,7 @@ mod tests {
                 mode: Mode::Cache,
                 ttl: Some(Ttl::Forever),
                 semantic: None,
+                bucket_size: Some(3),
             }
         );
         assert_eq!(p.for_model("o3").mode, Mode::Cache);

@@ -10,6 +10,7 @@
 
 mod adapt;
 mod costing;
+pub mod direct;
 mod forward;
 mod judge;
 mod miss;
@@ -41,6 +42,7 @@ use crate::cache::mode::Mode;
 use crate::cache::policy::Directives;
 use crate::cache::ttl::Ttl;
 use crate::error::ProxyError;
+use crate::providers::routing::{AliasChoice, RouteNote};
 use crate::providers::Provider;
 use crate::render::{CacheStatus, Tier};
 use crate::state::AppState;
@@ -76,9 +78,17 @@ pub(crate) struct Request {
     pub wire: adapt::Wire,
     /// The semantic tier's part (off unless `semantic.enabled`).
     pub semantic: semantic::Plan,
+    /// Digest of the conversation's opening: picks the replica.
+    pub affinity: Option<u64>,
+    /// How a model alias chose this request's target, if one did.
+    pub alias: Option<Arc<AliasChoice>>,
+    /// Where the forward step sent the request (set on upstream calls).
+    pub route: RouteNote,
     /// When the request started (ms since the epoch): entries it writes are
     /// stamped with this, so a purge during the call still covers them.
     pub requested_at_ms: u64,
+    /// Answers kept per key (`x-cache-bucket` or the rule's `bucket_size`).
+    pub bucket: u32,
 }
 
 impl Request {
@@ -129,6 +139,14 @@ impl Request {
             .map_err(|e| ProxyError::bad_request(e.to_string(), None))
     }
 
+    /// The provider, or `provider/model` when an alias chose it.
+    pub fn target_label(&self) -> String {
+        match &self.alias {
+            Some(_) => format!("{}/{}", self.provider.name, self.model),
+            None => self.provider.name.clone(),
+        }
+    }
+
     /// What an entry written for this request records about it.
     pub fn origin(&self) -> Origin {
         Origin {
@@ -154,6 +172,13 @@ impl Request {
             .state
             .watermarks
             .purged(&scope, entry.origin.requested_at_ms)
+    }
+
+    /// Feeds the answer's usage to the `cache_economics` estimates.
+    pub fn observe_usage(&self, usage: &Value) {
+        self.state
+            .providers
+            .observe_usage(&self.provider.name, &self.model, self.affinity, usage);
     }
 
     /// Whether a successful answer may be written.
@@ -194,7 +219,7 @@ pub async fn run(
         EndpointKind::Messages => e.anthropic_response(),
         _ => e.into_response(),
     };
-    let request = match prepare(state, kind, headers, raw, facts) {
+    let mut request = match prepare(state, kind, headers, raw, facts) {
         Ok(r) => r,
         Err(e) => {
             crate::telemetry::request(
@@ -208,6 +233,18 @@ pub async fn run(
             return render_error(e);
         }
     };
+    if let (true, Some(key)) = (request.bucket > 1, request.key) {
+        // Sampled traffic: fill the bucket's next slot, or draw a full one.
+        let slot = crate::cache::bucket::choose(
+            &request.state.tiers,
+            &key,
+            &request.namespace,
+            request.bucket,
+            |k, e| request.not_purged(k, e),
+        )
+        .await;
+        request.key = Some(slot);
+    }
     let answer = match flow(&request).await {
         Ok(answer) => answer,
         Err(e) => {
@@ -239,6 +276,22 @@ pub async fn run(
         .state
         .stats
         .record(&request.namespace, route, &request.model, &record);
+    if request.state.config.admin.fleet_stats {
+        request
+            .state
+            .fleet
+            .record(&request.namespace, route, &request.model, &record);
+    }
+    if let (Some(key), Some(CacheStatus::Hit | CacheStatus::Coalesced | CacheStatus::Stale)) =
+        (&request.key, record.status)
+    {
+        request.state.top.record(
+            key,
+            &request.namespace,
+            &request.model,
+            record.usd_saved_cache,
+        );
+    }
     traced::record(
         &request,
         facts,
@@ -250,12 +303,14 @@ pub async fn run(
     // bulk of the traffic and cost nothing); everything that reached a
     // provider or failed logs at info.
     let served_from_cache = upstream.is_none() && !record.error;
+    let route_label = request.route.get().map(|r| r.label());
     macro_rules! request_line {
         ($level:ident) => {
             tracing::$level!(
                 route,
                 model = %crate::telemetry::clip(&request.model),
                 provider = %request.provider.name,
+                route = route_label.as_deref(),
                 http_status = response.status().as_u16(),
                 cache_status = status,
                 tier,
@@ -409,7 +464,24 @@ fn prepare(
     }
     let directives = facts.directives.clone().with_headers(&headers)?;
 
-    let route = state.providers.route(&facts.model)?;
+    let (route, alias) = match state.providers.aliases.get(&facts.model) {
+        Some(alias) => {
+            // ~4 bytes per token: only relative costs matter.
+            let prompt_tokens = (raw.len() / 4) as u64;
+            let (target, choice) = alias.choose(
+                &state.pricing,
+                &state.providers.economics,
+                facts.opening,
+                prompt_tokens,
+            );
+            let route = crate::providers::Route {
+                provider: target.provider.clone(),
+                stripped_model: Some(target.model.clone()),
+            };
+            (route, Some(Arc::new(choice)))
+        }
+        None => (state.providers.route(&facts.model)?, None),
+    };
     let model_prefixed = route.stripped_model.is_some();
     let upstream_model = route
         .stripped_model
@@ -417,6 +489,11 @@ fn prepare(
         .unwrap_or_else(|| facts.model.clone());
     let namespace = state.namespace(credential.as_deref(), directives.namespace.as_deref());
     let policy = state.policies.for_model(&upstream_model);
+    let bucket = match bucket_header(&headers)? {
+        Some(n) => n,
+        None => policy.bucket_size.unwrap_or(1),
+    }
+    .clamp(1, crate::cache::bucket::MAX_BUCKET);
     let mode = if state.config.cache.enabled {
         policy.mode
     } else {
@@ -425,11 +502,21 @@ fn prepare(
 
     let cacheable = mode != Mode::Off;
     let key = cacheable.then(|| {
-        let scope = KeyScope {
-            namespace: &namespace,
-            kind,
-            provider: &route.provider.name,
-            model: &upstream_model,
+        // An alias's targets answer as one model: their entries are shared,
+        // whichever target wrote them.
+        let scope = match &alias {
+            Some(a) => KeyScope {
+                namespace: &namespace,
+                kind,
+                provider: "alias/",
+                model: &a.name,
+            },
+            None => KeyScope {
+                namespace: &namespace,
+                kind,
+                provider: &route.provider.name,
+                model: &upstream_model,
+            },
         };
         match &directives.key {
             Some(custom) => custom_key(&scope, custom),
@@ -467,6 +554,28 @@ fn prepare(
         streaming: facts.streaming,
         wants_usage: facts.wants_usage,
         wire,
+        affinity: facts.opening,
+        alias,
+        route: RouteNote::default(),
         requested_at_ms,
+        bucket,
     })
+}
+
+/// `x-cache-bucket: N` (1 = off; clamped to `bucket::MAX_BUCKET`).
+fn bucket_header(headers: &HeaderMap) -> Result<Option<u32>, ProxyError> {
+    let Some(value) = headers.get("x-cache-bucket") else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|n| Some(u32::try_from(n).unwrap_or(u32::MAX)))
+        .ok_or_else(|| {
+            ProxyError::bad_request(
+                "x-cache-bucket must be a whole number of answers to keep (1-32)",
+                None,
+            )
+        })
 }

@@ -60,6 +60,7 @@ pub fn cached_as(
             verified: semantic.and_then(|m| m.verified),
         },
         cost,
+        route: None,
     };
     let mut headers = HeaderMap::new();
     let key = semantic.map(|m| &m.key).or(request.key.as_ref());

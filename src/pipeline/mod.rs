@@ -532,7 +532,14 @@ fn prepare(
 
     let wire = adapt::wire(kind, &route.provider)?;
     let semantic = if cacheable {
-        semantic::Plan::new(&state, &upstream_model, policy.semantic, kind, &directives)
+        semantic::Plan::new(
+            &state,
+            &upstream_model,
+            policy.semantic,
+            kind,
+            &directives,
+            bucket,
+        )
     } else {
         semantic::Plan::default()
     };

@@ -26,7 +26,7 @@ use crate::state::AppState;
 #[derive(Default)]
 pub(crate) struct Plan {
     /// The tier applies: enabled, model and rule allow it, no custom key,
-    /// not switched off by the request.
+    /// no answer bucket, not switched off by the request.
     pub enabled: bool,
     /// `x-cache-semantic-threshold` in ten-thousandths (tightens only).
     pub threshold_bp: Option<u16>,
@@ -46,6 +46,7 @@ impl Plan {
         rule: Option<bool>,
         kind: EndpointKind,
         directives: &crate::cache::policy::Directives,
+        bucket: u32,
     ) -> Self {
         let enabled = state
             .semantic
@@ -53,7 +54,10 @@ impl Plan {
             .is_some_and(|t| t.applies(model, rule))
             && kind != EndpointKind::Embeddings
             && directives.key.is_none()
-            && !directives.semantic_off;
+            && !directives.semantic_off
+            // Sampled traffic keeps several answers per key on purpose: a
+            // paraphrase is not a reason to collapse that variety.
+            && bucket <= 1;
         Plan {
             enabled,
             threshold_bp: directives.semantic_threshold,
@@ -70,13 +74,56 @@ pub(crate) enum Found {
     Nothing,
 }
 
+/// Where the request's exact key lives: an alias's targets share entries
+/// (the exact key's scope), so they share partitions too.
 fn scope(request: &Request) -> KeyScope<'_> {
-    KeyScope {
-        namespace: &request.namespace,
-        kind: request.kind,
-        provider: &request.provider.name,
-        model: &request.model,
+    match &request.alias {
+        Some(alias) => KeyScope {
+            namespace: &request.namespace,
+            kind: request.kind,
+            provider: "alias/",
+            model: &alias.name,
+        },
+        None => KeyScope {
+            namespace: &request.namespace,
+            kind: request.kind,
+            provider: &request.provider.name,
+            model: &request.model,
+        },
     }
+}
+
+/// The forwarded headers that can change the answer (`anthropic-version`,
+/// `anthropic-beta`, …), digested under the request's scope exactly as the
+/// exact key takes them: part of the context a paraphrase must share.
+fn header_context(request: &Request) -> [u8; 32] {
+    let none = crate::cache::key::BodyDigest([0; 32]);
+    crate::cache::key::scoped_key_with(&scope(request), &none, |sink| {
+        request
+            .provider
+            .answer_headers(&request.headers, |name, value| sink(name, value.as_bytes()))
+    })
+    .0
+}
+
+/// The request's subject: its last user text and its full-context partition.
+fn subject_of(
+    request: &Request,
+    body: &Json<'_>,
+    max_temperature: f64,
+) -> Result<Subject, partition::Ineligible> {
+    let mut subject = partition::subject(&scope(request), body, max_temperature)?;
+    subject.partition = subject.partition.narrowed(&header_context(request));
+    Ok(subject)
+}
+
+/// The semantic partition's hash of a request whose lookup ran (traces).
+pub(crate) fn partition_hex(request: &Request) -> Option<String> {
+    request
+        .semantic
+        .probe
+        .get()
+        .map(|p| p.subject.partition.hex())
 }
 
 fn outcome(what: &'static str) {
@@ -91,7 +138,7 @@ pub(crate) async fn lookup(request: &Request) -> Found {
     let state = &request.state;
     let subject = match Json::parse(&request.raw)
         .ok()
-        .map(|body| partition::subject(&scope(request), &body, tier.config.max_temperature))
+        .map(|body| subject_of(request, &body, tier.config.max_temperature))
     {
         Some(Ok(subject)) => subject,
         Some(Err(why)) => {
@@ -257,8 +304,11 @@ pub(crate) struct Remember {
     state: Arc<AppState>,
     namespace: String,
     kind: EndpointKind,
+    /// The exact key's scope (an alias's name when one chose the target).
     provider: String,
     model: String,
+    /// The answer-changing headers' digest (see `header_context`).
+    context: [u8; 32],
     raw: Bytes,
     probe: Option<Arc<Probe>>,
 }
@@ -269,12 +319,14 @@ impl Remember {
         if !request.semantic.enabled || !request.writes() {
             return None;
         }
+        let scope = scope(request);
         Some(Remember {
             state: request.state.clone(),
             namespace: request.namespace.clone(),
             kind: request.kind,
-            provider: request.provider.name.clone(),
-            model: request.model.clone(),
+            provider: scope.provider.to_owned(),
+            model: scope.model.to_owned(),
+            context: header_context(request),
             raw: request.raw.clone(),
             probe: request.semantic.probe.get().cloned(),
         })
@@ -294,12 +346,13 @@ impl Remember {
                     provider: &self.provider,
                     model: &self.model,
                 };
-                let Some(Ok(subject)) = Json::parse(&self.raw)
+                let Some(Ok(mut subject)) = Json::parse(&self.raw)
                     .ok()
                     .map(|b| partition::subject(&scope, &b, tier.config.max_temperature))
                 else {
                     return;
                 };
+                subject.partition = subject.partition.narrowed(&self.context);
                 match tier.embed(&subject.text).await {
                     Embedded::Vector(v) => (subject, v),
                     _ => {

@@ -47,7 +47,7 @@ pub fn record(
         provider: request.provider.name.clone(),
         model: request.model.clone(),
         key: key.hex(),
-        partition: None,
+        partition: super::semantic::partition_hex(request),
         status: record.status.map_or("none", CacheStatus::as_str).to_owned(),
         tier: record.tier.map(|t| Tier::as_str(t).to_owned()),
         would_hit: record.would_hit,

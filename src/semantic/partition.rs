@@ -33,6 +33,20 @@ impl PartitionId {
     pub fn hex(&self) -> String {
         hex::encode(self.0)
     }
+
+    /// This partition narrowed by more context that is not in the body (the
+    /// forwarded headers that can change the answer, as digested into the
+    /// exact key): requests differing there never share a partition.
+    pub fn narrowed(self, context: &[u8; 32]) -> Self {
+        PartitionId(
+            Sha256::new()
+                .chain_update(PARTITION_VERSION)
+                .chain_update(self.0)
+                .chain_update(context)
+                .finalize()
+                .into(),
+        )
+    }
 }
 
 /// An eligible request: its partition and the text compared by meaning.

@@ -46,6 +46,13 @@ const ROUNDS: usize = 20;
 /// False-hit rate the defaults must stay under on the tuning half.
 const TARGET_FALSE_HITS: f64 = 0.01;
 
+fn hex_digest(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 fn held_out(id: &str) -> bool {
     Sha256::digest(id.as_bytes())[0] & 1 == 1
 }
@@ -144,10 +151,26 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect::<Result<_, _>>()?;
     let embedder = LocalEmbedder::load(&default_model_dir())?;
     let started = std::time::Instant::now();
+    // Similarities are memoized next to the data (keyed by both texts), so re-running
+    // after a guard change does not re-embed; the embedder itself is tested elsewhere.
+    let memo_path = format!("{path}.cosines.json");
+    let mut memo: BTreeMap<String, f32> = std::fs::read(&memo_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    let memo_before = memo.len();
     let mut tune = Vec::new();
     let mut test = Vec::new();
     for p in &pairs {
-        let cos = cosine(&embedder.embed(&p.a)?, &embedder.embed(&p.b)?);
+        let id = hex_digest(&format!("{}\0{}", p.a, p.b));
+        let cos = match memo.get(&id) {
+            Some(c) => *c,
+            None => {
+                let c = cosine(&embedder.embed(&p.a)?, &embedder.embed(&p.b)?);
+                memo.insert(id, c);
+                c
+            }
+        };
         let scored = Scored {
             kind: p.category.clone(),
             same_answer: p.same_answer,
@@ -161,10 +184,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     eprintln!(
-        "embedded {} texts in {:?}",
-        2 * pairs.len(),
-        started.elapsed()
+        "embedded {} texts in {:?} ({} pairs memoized)",
+        2 * (memo.len() - memo_before),
+        started.elapsed(),
+        memo_before
     );
+    if memo.len() != memo_before {
+        std::fs::write(&memo_path, serde_json::to_vec(&memo)?)?;
+    }
     let tune: Vec<&Scored> = tune.iter().collect();
     let test: Vec<&Scored> = test.iter().collect();
 

@@ -136,12 +136,9 @@ async fn paraphrase_is_a_semantic_hit_json_and_stream() {
     assert!(stats["hits"]["semantic"].as_u64().unwrap() >= 2, "{stats}");
 }
 
-#[tokio::test]
-async fn traps_and_other_contexts_miss() {
-    let mock = Mock::start().await;
-    let proxy = Proxy::start(semantic_config(&mock)).await;
-    seed(&proxy).await;
-
+/// Requests QUESTION's entry must never answer, with their extra headers:
+/// near-duplicates that change the answer, and every other context.
+fn must_miss() -> Vec<(&'static str, Value, Vec<(&'static str, &'static str)>)> {
     let mut other_system = ask(PARAPHRASE);
     other_system["messages"][0]["content"] = json!("You are a pirate.");
     let mut other_turn = ask(PARAPHRASE);
@@ -150,29 +147,47 @@ async fn traps_and_other_contexts_miss() {
     other_model["model"] = json!("gpt-4o");
     let mut hot = ask(PARAPHRASE);
     hot["temperature"] = json!(1.7);
-    let cases = [
-        ("one number", ask("How do I reset my password in 4 steps?")),
+    vec![
+        (
+            "one number",
+            ask("How do I reset my password in 4 steps?"),
+            vec![],
+        ),
         (
             "negation",
             ask("How do I not reset my password in 3 steps?"),
+            vec![],
         ),
-        ("system prompt", other_system),
-        ("earlier turn", other_turn),
-        ("model", other_model),
-        ("temperature", hot),
-    ];
-    for (what, body) in &cases {
-        let reply = cached_only(&proxy, body, &[]).await;
+        ("system prompt", other_system, vec![]),
+        ("earlier turn", other_turn, vec![]),
+        ("model", other_model, vec![]),
+        ("temperature", hot, vec![]),
+        (
+            "tenant",
+            ask(PARAPHRASE),
+            vec![("authorization", "Bearer sk-test-b")],
+        ),
+        (
+            "answer-changing header",
+            ask(PARAPHRASE),
+            vec![("openai-beta", "assistants=v2")],
+        ),
+    ]
+}
+
+async fn assert_all_miss(proxy: &Proxy) {
+    for (what, body, headers) in must_miss() {
+        let reply = cached_only(proxy, &body, &headers).await;
         assert_eq!(reply.status, 504, "{what} must not be a semantic hit");
     }
-    // Another tenant (another key) never sees the entry.
-    let reply = cached_only(
-        &proxy,
-        &ask(PARAPHRASE),
-        &[("authorization", "Bearer sk-test-b")],
-    )
-    .await;
-    assert_eq!(reply.status, 504, "tenant");
+}
+
+#[tokio::test]
+async fn traps_and_other_contexts_miss() {
+    let mock = Mock::start().await;
+    let proxy = Proxy::start(semantic_config(&mock)).await;
+    seed(&proxy).await;
+    assert_all_miss(&proxy).await;
     // Per-request switches.
     for headers in [
         vec![("x-cache-semantic", "off")],
@@ -305,6 +320,51 @@ async fn judge_band_asks_the_judge_model() {
     assert!(reply.header("x-cache-verified").is_none());
 }
 
+async fn purge_entry(proxy: &Proxy, key: &str) {
+    let reply = Reply::from(
+        proxy
+            .http
+            .delete(format!("{}/v1/cache/entries/{key}", proxy.url))
+            .header("authorization", "Bearer sk-test-a")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        reply.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&reply.bytes)
+    );
+}
+
+/// Waits (bounded) until `body` is no longer answered from the cache.
+async fn wait_not_cached(proxy: &Proxy, body: &Value) {
+    for _ in 0..1000 {
+        if cached_only(proxy, body, &[]).await.status == 504 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("still answered from the cache: {body}");
+}
+
+#[tokio::test]
+async fn purging_the_exact_entry_drops_the_semantic_match() {
+    let mock = Mock::start().await;
+    let proxy = Proxy::start(semantic_config(&mock)).await;
+    let first = seed(&proxy).await;
+    purge_entry(&proxy, first.header("x-cache-key").unwrap()).await;
+    // Same instance: the purge applies at once.
+    assert_eq!(cached_only(&proxy, &ask(PARAPHRASE), &[]).await.status, 504);
+    assert_eq!(cached_only(&proxy, &ask(QUESTION), &[]).await.status, 504);
+    // The paraphrase now goes to the provider and is stored on its own.
+    let fresh = proxy.chat(&ask(PARAPHRASE)).await;
+    assert_eq!(fresh.cache_status(), "miss");
+    assert_eq!(mock.chat_calls().await, 2);
+}
+
 #[tokio::test]
 async fn redis_backed_entries_answer_paraphrases_on_another_instance() {
     let redis = RedisServer::start().await;
@@ -323,7 +383,12 @@ async fn redis_backed_entries_answer_paraphrases_on_another_instance() {
     let hit = wait_semantic(&b, &ask(PARAPHRASE), &[]).await;
     assert_eq!(hit.header("x-cache-tier"), Some("semantic"));
     assert_eq!(hit.header("x-cache-key"), first.header("x-cache-key"));
+    let similarity: f64 = hit.header("x-cache-similarity").unwrap().parse().unwrap();
+    assert!(similarity >= f64::from(reprise::semantic::defaults::DEFAULT_THRESHOLD));
     assert_eq!(content(&hit), content(&first));
+    assert_eq!(mock.chat_calls().await, 1);
+    // B holds the shared vector: every trap and other context still misses there.
+    assert_all_miss(&b).await;
     assert_eq!(mock.chat_calls().await, 1);
 
     // Feedback on A stops the entry on B too (within `semantic.refresh`).
@@ -335,15 +400,33 @@ async fn redis_backed_entries_answer_paraphrases_on_another_instance() {
         .await
         .unwrap();
     assert_eq!(done.status(), 200);
-    let mut stopped = false;
-    for _ in 0..1000 {
-        if cached_only(&b, &ask(PARAPHRASE), &[]).await.status == 504 {
-            stopped = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    assert!(stopped, "B saw the feedback");
+    wait_not_cached(&b, &ask(PARAPHRASE)).await;
+    // Feedback leaves the exact entry: B still serves the exact repeat from Redis.
+    let exact = b.chat(&ask(QUESTION)).await;
+    assert_eq!(exact.cache_status(), "hit");
+    assert_eq!(mock.chat_calls().await, 1);
+}
+
+#[tokio::test]
+async fn a_purge_on_one_instance_drops_the_semantic_match_on_another() {
+    let redis = RedisServer::start().await;
+    let mock = Mock::start().await;
+    let shared = |mock: &Mock| {
+        let mut config = semantic_config(mock);
+        config.cache.backend = Backend::Tiered;
+        config.cache.redis.url = redis.url();
+        config.semantic.refresh = Duration::from_millis(50);
+        config
+    };
+    let a = Proxy::start(shared(&mock)).await;
+    let b = Proxy::start(shared(&mock)).await;
+    let first = a.chat(&ask(QUESTION)).await;
+    wait_semantic(&b, &ask(PARAPHRASE), &[]).await;
+    purge_entry(&a, first.header("x-cache-key").unwrap()).await;
+    // B learns the purge through the watermark poll; then the paraphrase misses.
+    wait_not_cached(&b, &ask(PARAPHRASE)).await;
+    assert_eq!(cached_only(&b, &ask(QUESTION), &[]).await.status, 504);
+    assert_eq!(mock.chat_calls().await, 1);
 }
 
 #[test]

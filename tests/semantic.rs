@@ -136,9 +136,11 @@ async fn paraphrase_is_a_semantic_hit_json_and_stream() {
     assert!(stats["hits"]["semantic"].as_u64().unwrap() >= 2, "{stats}");
 }
 
+type Headers = Vec<(&'static str, &'static str)>;
+
 /// Requests QUESTION's entry must never answer, with their extra headers:
 /// near-duplicates that change the answer, and every other context.
-fn must_miss() -> Vec<(&'static str, Value, Vec<(&'static str, &'static str)>)> {
+fn must_miss() -> Vec<(&'static str, Value, Headers)> {
     let mut other_system = ask(PARAPHRASE);
     other_system["messages"][0]["content"] = json!("You are a pirate.");
     let mut other_turn = ask(PARAPHRASE);

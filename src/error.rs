@@ -17,7 +17,15 @@ pub enum ProxyError {
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
     ModelNotFound(String),
+    #[error("the request body did not arrive within {millis} ms")]
+    RequestTimeout { millis: u64 },
+    #[error(
+        "reprise is at its limit of {limit} requests in flight; retry after {retry_after_secs} s"
+    )]
+    Overloaded { limit: usize, retry_after_secs: u64 },
     #[error("the response is not in the cache (Cache-Control: only-if-cached)")]
     NotCached,
     #[error("request body is larger than the limit of {limit} bytes")]
@@ -43,7 +51,10 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ProxyError::Forbidden(_) => StatusCode::FORBIDDEN,
             ProxyError::ModelNotFound(_) => StatusCode::NOT_FOUND,
+            ProxyError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::UpstreamConnect { .. } | ProxyError::UpstreamBroken { .. } => {
                 StatusCode::BAD_GATEWAY
@@ -58,6 +69,9 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest { code, .. } => ("invalid_request_error", *code),
             ProxyError::Unauthorized(_) => ("invalid_request_error", Some("invalid_api_key")),
+            ProxyError::Forbidden(_) => ("permission_error", Some("forbidden")),
+            ProxyError::RequestTimeout { .. } => ("invalid_request_error", Some("request_timeout")),
+            ProxyError::Overloaded { .. } => ("server_error", Some("overloaded")),
             ProxyError::ModelNotFound(_) => ("invalid_request_error", Some("model_not_found")),
             ProxyError::PayloadTooLarge { .. } => {
                 ("invalid_request_error", Some("request_too_large"))
@@ -91,7 +105,10 @@ impl ProxyError {
         let kind = match self.status().as_u16() {
             400 | 413 => "invalid_request_error",
             401 => "authentication_error",
+            403 => "permission_error",
             404 => "not_found_error",
+            408 => "timeout_error",
+            503 => "overloaded_error",
             504 => "timeout_error",
             _ => "api_error",
         };
@@ -101,7 +118,28 @@ impl ProxyError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        self.add_headers(&mut response);
         response
+    }
+
+    /// Headers some errors carry: `Retry-After` on a shed request, and
+    /// `Connection: close` when the body was left unread (408).
+    fn add_headers(&self, response: &mut Response) {
+        match self {
+            ProxyError::Overloaded {
+                retry_after_secs, ..
+            } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            ProxyError::RequestTimeout { .. } => {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
+        }
     }
 }
 
@@ -114,6 +152,7 @@ impl IntoResponse for ProxyError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        self.add_headers(&mut response);
         response
     }
 }

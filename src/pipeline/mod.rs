@@ -368,7 +368,7 @@ fn prepare(
             model: &upstream_model,
         };
         match &directives.key {
-            Some(custom) => custom_key(&scope, custom),
+            Some(custom) => custom_key(&scope, custom, state.config.cache.custom_key_scope),
             None => scoped_key(&scope, &facts.digest),
         }
     });

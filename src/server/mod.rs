@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod chat;
 pub mod embeddings;
+pub mod guard;
 pub mod messages;
 pub mod models;
 pub mod ops;

@@ -25,6 +25,32 @@ pub struct Config {
     pub providers: Vec<ProviderConfig>,
     /// Price overrides and additions (`[[pricing.models]]`).
     pub pricing: crate::cost::PricingConfig,
+    /// Metadata-only request traces (`[trace]`).
+    pub trace: crate::trace::TraceConfig,
+    /// Operator surface: purge watermarks, fleet stats.
+    pub admin: AdminConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// How often each instance reads the shared purge watermarks from Redis
+    /// (a purge on one instance takes effect on the others within this).
+    #[serde(with = "humantime_serde_compat")]
+    pub watermark_poll: Duration,
+    /// How long a purge watermark is kept; longer than any write can be in
+    /// flight (every instance also drops the matching entries from memory).
+    #[serde(with = "humantime_serde_compat")]
+    pub watermark_retention: Duration,
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            watermark_poll: Duration::from_millis(500),
+            watermark_retention: Duration::from_secs(24 * 3600),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -59,11 +85,22 @@ pub struct ServerConfig {
     pub allow_open_proxy: bool,
 }
 
-/// Connection and request limits, applied before any route runs (see the
-/// middleware order in `lib.rs`).
+/// Caps and deadlines on what callers and providers can make reprise hold.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
+    /// Largest upstream JSON answer read, in bytes; a bigger one is a 502.
+    /// (Answers above `cache.max_entry_bytes` are served but not stored.)
+    pub max_response_bytes: usize,
+    /// Largest single SSE event of an upstream stream; an event growing past
+    /// it ends the stream with an error (never buffered without bound).
+    pub max_sse_event_bytes: usize,
+    /// Total time a stream may take from request to last byte.
+    #[serde(with = "humantime_serde_compat")]
+    pub stream_deadline: Duration,
+    /// Longest `model` name (and other caller-chosen names), in bytes; longer
+    /// is a 400.
+    pub max_name_bytes: usize,
     /// Time a client has to send a complete request head (HTTP/1); an idle
     /// keep-alive connection is closed after it too.
     #[serde(with = "humantime_serde_compat")]
@@ -84,6 +121,10 @@ pub struct LimitsConfig {
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {
+            max_response_bytes: 128 * 1024 * 1024,
+            max_sse_event_bytes: 1024 * 1024,
+            stream_deadline: Duration::from_secs(30 * 60),
+            max_name_bytes: 400,
             header_read_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(30),
             max_connections: 4096,
@@ -142,6 +183,30 @@ pub enum Backend {
     Memory,
     Redis,
     Tiered,
+}
+
+impl CacheConfig {
+    /// The tiers to build, as the plain values `cache::tier` takes.
+    pub fn tier_settings(&self) -> crate::cache::tier::TierSettings {
+        let r = &self.redis;
+        crate::cache::tier::TierSettings {
+            memory_bytes: self.backend.uses_memory().then_some(self.memory.max_bytes),
+            redis: self
+                .backend
+                .uses_redis()
+                .then(|| crate::cache::redis::RedisSettings {
+                    url: r.url.clone(),
+                    cluster_nodes: r.cluster_nodes.clone(),
+                    key_prefix: r.key_prefix.clone(),
+                    op_timeout: r.op_timeout,
+                    connect_timeout: r.connect_timeout,
+                    breaker_failures: r.breaker_failures,
+                    breaker_backoff: r.breaker_backoff,
+                    compress_min_bytes: r.compress_min_bytes,
+                }),
+            stale_grace: crate::cache::ttl::clamp(self.stale_grace),
+        }
+    }
 }
 
 impl Backend {
@@ -386,6 +451,8 @@ impl Default for Config {
             cache: CacheConfig::default(),
             routing: RoutingConfig::default(),
             pricing: crate::cost::PricingConfig::default(),
+            admin: AdminConfig::default(),
+            trace: crate::trace::TraceConfig::default(),
             providers: vec![ProviderConfig {
                 name: "openai".into(),
                 kind: ProviderKind::Openai,
@@ -460,20 +527,59 @@ impl Config {
         if self.server.connect_timeout.is_zero() {
             return Err(invalid("server.connect_timeout", "must be greater than 0"));
         }
-        let l = &self.limits;
+        if self.admin.watermark_poll.is_zero() || self.admin.watermark_poll > Duration::from_secs(1)
+        {
+            return Err(invalid(
+                "admin.watermark_poll",
+                "must be between 1ms and 1s (purges must reach every instance within a second)",
+            ));
+        }
+        if self.admin.watermark_retention < self.server.upstream_timeout {
+            return Err(invalid(
+                "admin.watermark_retention",
+                "must be at least server.upstream_timeout (a write in flight must not outlive its watermark)",
+            ));
+        }
+        let limits = &self.limits;
+        for (field, value) in [
+            ("limits.max_response_bytes", limits.max_response_bytes),
+            ("limits.max_sse_event_bytes", limits.max_sse_event_bytes),
+            ("limits.max_name_bytes", limits.max_name_bytes),
+        ] {
+            if value == 0 {
+                return Err(invalid(field, "must be greater than 0"));
+            }
+        }
+        if limits.stream_deadline.is_zero() {
+            return Err(invalid("limits.stream_deadline", "must be greater than 0"));
+        }
+        for (field, value) in [
+            ("cache.stale_grace", self.cache.stale_grace),
+            (
+                "cache.single_flight.lock_ttl",
+                self.cache.single_flight.lock_ttl,
+            ),
+        ] {
+            if value > crate::cache::ttl::MAX_TTL {
+                return Err(invalid(field, "must be at most 365 days"));
+            }
+        }
         for (field, d) in [
-            ("limits.header_read_timeout", l.header_read_timeout),
-            ("limits.body_read_timeout", l.body_read_timeout),
+            ("limits.header_read_timeout", limits.header_read_timeout),
+            ("limits.body_read_timeout", limits.body_read_timeout),
         ] {
             if d.is_zero() {
                 return Err(invalid(field, "must be greater than 0"));
             }
         }
-        if l.max_connections == 0 {
-            return Err(invalid("limits.max_connections", "must be at least 1"));
-        }
-        if l.max_in_flight == 0 {
-            return Err(invalid("limits.max_in_flight", "must be at least 1"));
+        // Tokio semaphores hold at most usize::MAX >> 3 permits; far beyond sane.
+        for (field, n) in [
+            ("limits.max_connections", limits.max_connections),
+            ("limits.max_in_flight", limits.max_in_flight),
+        ] {
+            if n == 0 || n > 1_000_000 {
+                return Err(invalid(field, "must be between 1 and 1000000"));
+            }
         }
         if self.cache.memory.max_bytes == 0 {
             return Err(invalid("cache.memory.max_bytes", "must be greater than 0"));
@@ -524,6 +630,9 @@ impl Config {
                     "needs non-empty patterns",
                 ));
             }
+        }
+        if let Some((field, message)) = self.trace.problem() {
+            return Err(invalid(field, message));
         }
         self.pricing
             .build()

@@ -17,8 +17,6 @@ pub enum ProxyError {
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
-    Forbidden(String),
-    #[error("{0}")]
     ModelNotFound(String),
     #[error("the request body did not arrive within {millis} ms")]
     RequestTimeout { millis: u64 },
@@ -26,6 +24,9 @@ pub enum ProxyError {
         "reprise is at its limit of {limit} requests in flight; retry after {retry_after_secs} s"
     )]
     Overloaded { limit: usize, retry_after_secs: u64 },
+    /// Authenticated, but not allowed (an admin-only operation, `/metrics`).
+    #[error("{0}")]
+    Forbidden(String),
     #[error("the response is not in the cache (Cache-Control: only-if-cached)")]
     NotCached,
     #[error("request body is larger than the limit of {limit} bytes")]
@@ -69,10 +70,10 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest { code, .. } => ("invalid_request_error", *code),
             ProxyError::Unauthorized(_) => ("invalid_request_error", Some("invalid_api_key")),
-            ProxyError::Forbidden(_) => ("permission_error", Some("forbidden")),
             ProxyError::RequestTimeout { .. } => ("invalid_request_error", Some("request_timeout")),
             ProxyError::Overloaded { .. } => ("server_error", Some("overloaded")),
             ProxyError::ModelNotFound(_) => ("invalid_request_error", Some("model_not_found")),
+            ProxyError::Forbidden(_) => ("permission_error", Some("insufficient_permissions")),
             ProxyError::PayloadTooLarge { .. } => {
                 ("invalid_request_error", Some("request_too_large"))
             }

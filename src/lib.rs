@@ -22,7 +22,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod admin;
 pub mod cache;
+pub mod cli;
 pub mod config;
 pub mod cost;
 pub mod error;
@@ -36,6 +38,7 @@ pub mod state;
 pub mod stats;
 pub mod stream;
 pub mod telemetry;
+pub mod trace;
 pub mod upstream;
 
 use std::future::Future;
@@ -43,7 +46,7 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::Router;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
@@ -84,6 +87,15 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/models", get(server::models::list))
         .route("/v1/directory/models", get(server::admin::directory))
         .route("/v1/cache/stats", get(server::admin::stats))
+        .route("/v1/cache/purge", post(server::purge::purge))
+        .route("/v1/cache", delete(server::purge::purge_namespace))
+        .route(
+            "/v1/cache/entries/{key}",
+            delete(server::purge::purge_entry),
+        )
+        .route("/v1/cache/profile", get(server::profile::live))
+        .route("/v1/cache/export", get(server::export::export))
+        .route("/v1/cache/import", post(server::export::import))
         .layer(from_fn_with_state(body_read, limits::requests::read_body))
         .layer(from_fn_with_state(
             state.clone(),
@@ -121,6 +133,7 @@ pub async fn run(
         header_read_timeout: config.limits.header_read_timeout,
     };
     let state = Arc::new(AppState::new(config)?);
+    admin::sync::spawn(&state);
     tracing::info!(%addr, "reprise listening on {addr}");
     limits::connections::serve(listener, app(state), connection_limits, shutdown).await;
     tracing::info!("reprise stopped");

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, ValueEnum};
+use clap::{Parser, Subcommand, ValueEnum};
 use reprise::Config;
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -14,6 +14,8 @@ use tracing_subscriber::EnvFilter;
     about = "OpenAI-compatible caching reverse proxy for LLM APIs"
 )]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     /// Configuration file (TOML). Without one, built-in defaults apply.
     #[arg(long, env = "REPRISE_CONFIG")]
     config: Option<PathBuf>,
@@ -23,6 +25,22 @@ struct Cli {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "REPRISE_LOG_FORMAT")]
     log_format: LogFormat,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the proxy (what `reprise` alone does).
+    Serve,
+    /// Replay traces or request logs through a simulated cache: hit rate
+    /// and savings per TTL and memory budget, recommended rules.
+    Profile(reprise::cli::profile::ProfileArgs),
+    /// Move entries between running instances (export, import).
+    Cache {
+        #[command(subcommand)]
+        command: reprise::cli::cache::CacheCommand,
+    },
+    /// Replay requests through a running reprise to fill its cache.
+    Warm(reprise::cli::warm::WarmArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -41,6 +59,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    match &cli.command {
+        None | Some(Command::Serve) => {}
+        Some(Command::Profile(args)) => return profile(args, &config),
+        Some(Command::Cache { command }) => {
+            return tool(reprise::cli::cache::run(command));
+        }
+        Some(Command::Warm(args)) => return tool(reprise::cli::warm::run(args)),
+    }
     if let Some(listen) = cli.listen {
         config.server.listen = listen;
     }
@@ -70,6 +96,50 @@ fn main() -> ExitCode {
             }
         }
     })
+}
+
+fn profile(args: &reprise::cli::profile::ProfileArgs, config: &Config) -> ExitCode {
+    let pricing = match config.pricing.build() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("reprise: pricing: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match reprise::cli::profile::run(args, &pricing) {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("reprise profile: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Runs a tool that talks to a running reprise; prints its report.
+fn tool(work: impl std::future::Future<Output = Result<String, String>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("reprise: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(work) {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("reprise: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 fn init_tracing(format: LogFormat) {

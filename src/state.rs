@@ -6,14 +6,15 @@ use axum::http::HeaderMap;
 
 use std::sync::Arc;
 
+use crate::admin::watermarks::Watermarks;
+use crate::cache::facts::BodyMemo;
 use crate::cache::flight::Flights;
 use crate::cache::mode::Policies;
+use crate::cache::namespace::credential_namespace;
 use crate::cache::tier::Tiers;
 use crate::config::Config;
 use crate::cost::Pricing;
 use crate::error::ProxyError;
-use crate::pipeline::credential_namespace;
-use crate::pipeline::facts::BodyMemo;
 use crate::providers::Providers;
 use crate::stats::Stats;
 
@@ -28,6 +29,10 @@ pub struct AppState {
     pub stats: Stats,
     /// Request-side facts of recently seen bodies (hits skip parsing).
     pub body_memo: BodyMemo,
+    /// Purge rules in force (shared through Redis by `admin::sync`).
+    pub watermarks: Watermarks,
+    /// Trace file and live window (`[trace]`).
+    pub tracer: crate::trace::Tracer,
     /// Keys that see every namespace in `/v1/cache/stats`.
     admin_keys: HashSet<String>,
     /// Keys callers must present; empty = open.
@@ -41,7 +46,7 @@ impl AppState {
         let client = crate::upstream::client(config.server.connect_timeout)?;
         Ok(AppState {
             providers: Providers::from_config(&config),
-            tiers: Tiers::new(&config.cache)?,
+            tiers: Tiers::new(config.cache.tier_settings())?,
             flights: Flights::new(),
             policies: Policies::new(config.cache.mode, &config.cache.models, &config.cache.rules),
             pricing: config
@@ -50,6 +55,8 @@ impl AppState {
                 .map_err(|e| crate::RunError::Pricing(e.to_string()))?,
             stats: Stats::default(),
             body_memo: BodyMemo::default(),
+            watermarks: Watermarks::default(),
+            tracer: crate::trace::Tracer::new(&config.trace)?,
             admin_keys: config.admin_keys().into_iter().collect(),
             caller_keys: config.caller_keys().into_iter().collect(),
             metrics_keys: config.metrics_keys().into_iter().collect(),

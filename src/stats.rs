@@ -24,6 +24,8 @@ pub struct Record {
     pub would_hit: bool,
     pub would_save_usd: f64,
     pub error: bool,
+    /// The answer's raw `usage` JSON, when known (read by traces only).
+    pub usage: Option<bytes::Bytes>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

@@ -29,7 +29,7 @@ pub struct Deadline {
 impl Deadline {
     pub fn after(timeout: Duration) -> Self {
         Deadline {
-            at: Instant::now() + timeout,
+            at: crate::cache::ttl::instant_after(Instant::now(), timeout),
             timeout,
         }
     }

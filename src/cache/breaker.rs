@@ -92,7 +92,7 @@ impl Breaker {
         };
         if open {
             *state = State::Open {
-                until: Instant::now() + self.backoff,
+                until: super::ttl::instant_after(Instant::now(), self.backoff),
             };
             metrics::gauge!("reprise_redis_breaker_open").set(1.0);
         }

@@ -3,7 +3,7 @@
 //! (and gets overwritten by the next write).
 //!
 //! ```text
-//! "RPR1"            magic + format version
+//! "RPR2"            magic + format version (RPR1 values decode to a miss)
 //! u8   flags        bit 0: body is LZ4 (size-prepended); bit 1: an OpenAI stream;
 //!                   bit 2: an Anthropic SSE stream
 //! u64  written_at   ms since the Unix epoch
@@ -11,6 +11,10 @@
 //! u64  total_tokens u64::MAX = unknown
 //! u32  len + bytes  usage JSON (len u32::MAX = none)
 //! u16  len + bytes  content type
+//! u64  requested_at ms since the Unix epoch (origin: what purges compare)
+//! u64  upstream_ms  provider latency, u64::MAX = unknown
+//! u16  len + bytes  namespace, then model, then endpoint
+//! u16  len + bytes  custom key (len u16::MAX = none)
 //! ...  body
 //! ```
 //! All integers little-endian.
@@ -20,10 +24,10 @@ use std::time::Duration;
 use bytes::{BufMut, Bytes, BytesMut};
 use tokio::time::Instant;
 
-use super::entry::{unix_ms_now, BodyFormat, Entry};
+use super::entry::{unix_ms_now, BodyFormat, Entry, Origin};
 use super::ttl::Ttl;
 
-const MAGIC: &[u8; 4] = b"RPR1";
+const MAGIC: &[u8; 4] = b"RPR2";
 const FLAG_LZ4: u8 = 1;
 const FLAG_STREAM: u8 = 2;
 const FLAG_ANTHROPIC_SSE: u8 = 4;
@@ -56,9 +60,9 @@ pub fn encode(entry: &Entry, compress_min: usize) -> Bytes {
     out.put_slice(MAGIC);
     out.put_u8(flags);
     out.put_u64_le(entry.written_at_ms);
-    out.put_u64_le(match entry.ttl {
-        Ttl::After(d) => u64::try_from(d.as_millis()).unwrap_or(u64::MAX - 1),
-        Ttl::Forever => u64::MAX,
+    out.put_u64_le(match entry.ttl.duration() {
+        Some(d) => u64::try_from(d.as_millis()).unwrap_or(u64::MAX - 1),
+        None => u64::MAX,
     });
     out.put_u64_le(entry.total_tokens.unwrap_or(u64::MAX));
     match usage {
@@ -70,8 +74,63 @@ pub fn encode(entry: &Entry, compress_min: usize) -> Bytes {
     }
     out.put_u16_le(ct_len);
     out.put_slice(&ct[..usize::from(ct_len)]);
+    put_origin(&mut out, &entry.origin);
     out.put_slice(body);
     out.freeze()
+}
+
+/// Strings longer than a u16 length can say are cut (names are bounded far
+/// below that at the edge; the cut only guards the format).
+fn put_text(out: &mut BytesMut, text: &str) {
+    let mut end = text.len().min(usize::from(u16::MAX - 1));
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    out.put_u16_le(end as u16);
+    out.put_slice(&text.as_bytes()[..end]);
+}
+
+fn put_origin(out: &mut BytesMut, origin: &Origin) {
+    out.put_u64_le(origin.requested_at_ms);
+    out.put_u64_le(origin.upstream_ms.unwrap_or(u64::MAX));
+    put_text(out, &origin.namespace);
+    put_text(out, &origin.model);
+    put_text(out, &origin.endpoint);
+    match &origin.custom_key {
+        Some(k) => put_text(out, k),
+        None => out.put_u16_le(u16::MAX),
+    }
+}
+
+/// Reads the origin section at `at`; returns it and the offset after it.
+fn get_origin(bytes: &[u8], at: usize) -> Option<(Origin, usize)> {
+    let u64_at = |at: usize| -> Option<u64> {
+        Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+    };
+    let text_at = |at: usize| -> Option<(Option<String>, usize)> {
+        let len = u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?);
+        if len == u16::MAX {
+            return Some((None, at + 2));
+        }
+        let end = at + 2 + usize::from(len);
+        let text = std::str::from_utf8(bytes.get(at + 2..end)?).ok()?;
+        Some((Some(text.to_owned()), end))
+    };
+    let requested_at_ms = u64_at(at)?;
+    let upstream = u64_at(at + 8)?;
+    let (namespace, at) = text_at(at + 16)?;
+    let (model, at) = text_at(at)?;
+    let (endpoint, at) = text_at(at)?;
+    let (custom_key, at) = text_at(at)?;
+    let origin = Origin {
+        requested_at_ms,
+        upstream_ms: (upstream != u64::MAX).then_some(upstream),
+        namespace: namespace?,
+        model: model?,
+        endpoint: endpoint?,
+        custom_key,
+    };
+    Some((origin, at))
 }
 
 /// Decodes a value; None for anything corrupt or of an unknown version.
@@ -97,7 +156,8 @@ pub fn decode(bytes: &[u8]) -> Option<Entry> {
     let content_type = std::str::from_utf8(bytes.get(at + 2..at + 2 + ct_len)?)
         .ok()?
         .to_owned();
-    let raw_body = bytes.get(at + 2 + ct_len..)?;
+    let (origin, at) = get_origin(bytes, at + 2 + ct_len)?;
+    let raw_body = bytes.get(at..)?;
     let body = if flags & FLAG_LZ4 != 0 {
         Bytes::from(lz4_flex::decompress_size_prepended(raw_body).ok()?)
     } else {
@@ -120,10 +180,11 @@ pub fn decode(bytes: &[u8]) -> Option<Entry> {
         ttl: if ttl_ms == u64::MAX {
             Ttl::Forever
         } else {
-            Ttl::After(Duration::from_millis(ttl_ms))
+            Ttl::after(Duration::from_millis(ttl_ms))
         },
         total_tokens: (tokens != u64::MAX).then_some(tokens),
         usage,
+        origin,
         derived: Default::default(),
     })
 }
@@ -135,6 +196,17 @@ mod tests {
     fn entry(body: Vec<u8>, ttl: Ttl) -> Entry {
         Entry::new(Bytes::from(body), "application/json".into(), ttl, Some(42))
             .with_usage(Some(Bytes::from_static(b"{\"total_tokens\":42}")))
+            .with_origin(
+                Origin {
+                    requested_at_ms: 1_700_000_000_000,
+                    namespace: "ns.team".into(),
+                    model: "gpt-4o-mini".into(),
+                    endpoint: "chat".into(),
+                    custom_key: Some("user_1:profile".into()),
+                    ..Origin::default()
+                },
+                Some(Duration::from_millis(840)),
+            )
     }
 
     #[test]
@@ -156,6 +228,8 @@ mod tests {
             assert_eq!(d.content_type, "application/json");
             assert_eq!(d.format, BodyFormat::Json);
             assert_eq!(d.usage, e.usage);
+            assert_eq!(d.origin, e.origin);
+            assert_eq!(d.origin.upstream_ms, Some(840));
         }
     }
 
@@ -171,8 +245,12 @@ mod tests {
         assert!(decode(b"").is_none());
         assert!(decode(b"not an entry at all, just some bytes").is_none());
         let mut v2 = encode(&entry(b"{}".to_vec(), Ttl::Forever), 0).to_vec();
-        v2[3] = b'2';
+        v2[3] = b'3';
         assert!(decode(&v2).is_none());
+        // The previous format (RPR1, no origin section) is a miss, not a panic.
+        let mut v1 = encode(&entry(b"{}".to_vec(), Ttl::Forever), 0).to_vec();
+        v1[3] = b'1';
+        assert!(decode(&v1).is_none());
         let mut bad_lz4 = encode(&entry(b"x".repeat(10_000), Ttl::Forever), 1).to_vec();
         let n = bad_lz4.len();
         bad_lz4.truncate(n - 10);

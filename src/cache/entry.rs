@@ -37,8 +37,28 @@ pub struct Entry {
     pub total_tokens: Option<u64>,
     /// The original call's `usage` object (raw JSON), for the hit's cost.
     pub usage: Option<Bytes>,
+    /// Where the entry came from (stored in Redis): what purges match on.
+    pub origin: Origin,
     /// What hits derive from the stored fields, computed on first use.
     pub derived: Derived,
+}
+
+/// What an entry was an answer to, kept with it so purges can match it
+/// (`admin::purge`) and hits can report the latency they saved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Origin {
+    /// When the request that produced the entry started (ms since the Unix
+    /// epoch). Purge watermarks compare this, not the write time, so an
+    /// answer in flight during a purge cannot bring purged content back.
+    pub requested_at_ms: u64,
+    /// How long the provider took to answer (what a hit saves), if known.
+    pub upstream_ms: Option<u64>,
+    pub namespace: String,
+    pub model: String,
+    /// `EndpointKind::as_str` of the route.
+    pub endpoint: String,
+    /// The caller's custom key (`x-cache-key`), for custom-key purge globs.
+    pub custom_key: Option<String>,
 }
 
 /// Values derived from an entry's stored fields on the first hit that needs
@@ -61,21 +81,36 @@ impl Entry {
     /// keeping the slice would keep (and hide from the byte bound) the whole
     /// buffer for the entry's lifetime.
     pub fn new(body: Bytes, content_type: String, ttl: Ttl, total_tokens: Option<u64>) -> Self {
+        let now_ms = unix_ms_now();
         Entry {
             format: BodyFormat::Json,
             body: Bytes::copy_from_slice(&body),
             content_type,
-            written_at_ms: unix_ms_now(),
+            written_at_ms: now_ms,
             stored_at: Instant::now(),
             ttl,
             total_tokens,
             usage: None,
+            origin: Origin {
+                requested_at_ms: now_ms,
+                ..Origin::default()
+            },
             derived: Derived::default(),
         }
     }
 
     pub fn with_usage(mut self, usage: Option<Bytes>) -> Self {
         self.usage = usage.map(|u| Bytes::copy_from_slice(&u));
+        self
+    }
+
+    /// Records the request the entry answers; `upstream` is how long the
+    /// provider took.
+    pub fn with_origin(mut self, origin: Origin, upstream: Option<Duration>) -> Self {
+        self.origin = Origin {
+            upstream_ms: upstream.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            ..origin
+        };
         self
     }
 
@@ -94,7 +129,7 @@ impl Entry {
     /// True while the entry may still be served as `stale` (TTL + grace).
     pub fn is_servable_stale(&self, grace: Duration) -> bool {
         match self.ttl.duration() {
-            Some(ttl) => self.age() < ttl + grace,
+            Some(ttl) => self.age() < super::ttl::add(ttl, grace),
             None => true,
         }
     }
@@ -106,13 +141,24 @@ impl Entry {
             .map(|ttl| ttl.saturating_sub(self.age()))
     }
 
+    /// Time left before the entry must be dropped: remaining TTL plus the
+    /// stale grace (None = forever). Never overflows (both are clamped).
+    pub fn keep_for(&self, grace: Duration) -> Option<Duration> {
+        self.remaining().map(|r| super::ttl::add(r, grace))
+    }
+
     /// Bytes this entry costs in memory, for the byte-bounded tier: its
     /// buffers plus a fixed overhead per entry (the struct, the cache's own
     /// bookkeeping — hash table, LRU and timer-wheel nodes — and allocator
     /// slack), measured with the load bench's L1-fill scenario.
     pub fn weight(&self) -> u32 {
         let usage = self.usage.as_ref().map_or(0, Bytes::len);
-        let bytes = self.body.len() + usage + self.content_type.len() + ENTRY_OVERHEAD;
+        let o = &self.origin;
+        let origin = o.namespace.len()
+            + o.model.len()
+            + o.endpoint.len()
+            + o.custom_key.as_ref().map_or(0, String::len);
+        let bytes = self.body.len() + usage + self.content_type.len() + origin + ENTRY_OVERHEAD;
         u32::try_from(bytes).unwrap_or(u32::MAX)
     }
 }

@@ -3,7 +3,7 @@
 //! where the body digest is SHA-256 over the canonical form of the
 //! output-affecting body (`key version | endpoint kind | body`). Two stages, so
 //! the body's part depends on its bytes alone and can be remembered per body
-//! (`pipeline::facts`), whoever sends it.
+//! (`cache::facts`), whoever sends it.
 //!
 //! The canonical form is a tagged, length-prefixed encoding (not JSON text), so
 //! it is unambiguous and needs no escaping; it is streamed straight into the
@@ -11,8 +11,10 @@
 //! - object keys are sorted; top-level `null` fields count as absent;
 //! - numbers are normalized (`0` == `0.0`, `1e2` == `100`);
 //! - a string message `content` equals `[{"type":"text","text":…}]`;
-//! - `cache_control` markers are ignored everywhere except inside JSON schemas
-//!   (`parameters`, `input_schema`, `schema`), where a property may carry that name;
+//! - `cache_control` markers are ignored only where providers define them: on
+//!   message content blocks (and the blocks inside a `tool_result`'s content),
+//!   on `system` blocks, on `tools` entries, and the top-level field. Anywhere
+//!   else (tool-call input, arguments, schemas, unknown fields) it is data;
 //! - fields that cannot change the output are excluded (see `chat_field`);
 //!   unknown fields are included, because unknown means "may affect output".
 
@@ -22,7 +24,7 @@ use crate::json::Json;
 use sha2::{Digest, Sha256};
 
 /// Bump when the canonical form changes: old entries then simply stop matching.
-pub const KEY_VERSION: &str = "reprise-key-v2";
+pub const KEY_VERSION: &str = "reprise-key-v3";
 
 /// A 32-byte SHA-256 digest identifying one cache entry.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
@@ -90,6 +92,8 @@ enum FieldRole {
     Messages,
     /// Anthropic `system`: a string equals a one-text-block array.
     System,
+    /// `tools`: each entry may carry a provider `cache_control` marker.
+    Tools,
     /// Everything else, known or unknown.
     Included,
 }
@@ -108,10 +112,11 @@ fn chat_field(name: &str) -> FieldRole {
         | "store"
         | "prompt_cache_key"
         | "prompt_cache_retention"
+        | "cache_control"
         | "cache" => FieldRole::Excluded,
+        "tools" => FieldRole::Tools,
         // Output-affecting, listed so the decision is visible.
-        "tools"
-        | "tool_choice"
+        "tool_choice"
         | "functions"
         | "function_call"
         | "response_format"
@@ -158,9 +163,11 @@ fn messages_field(name: &str) -> FieldRole {
         "model" => FieldRole::Scope,
         "messages" => FieldRole::Messages,
         "system" => FieldRole::System,
-        "metadata" | "cache" => FieldRole::Excluded,
+        // Top-level `cache_control`: Anthropic's automatic caching hint.
+        "metadata" | "cache" | "cache_control" => FieldRole::Excluded,
+        "tools" => FieldRole::Tools,
         "stream" | "max_tokens" | "temperature" | "top_p" | "top_k" | "stop_sequences"
-        | "tools" | "tool_choice" | "thinking" | "service_tier" | "container" | "mcp_servers" => {
+        | "tool_choice" | "thinking" | "service_tier" | "container" | "mcp_servers" => {
             FieldRole::Included
         }
         _ => FieldRole::Included,
@@ -199,7 +206,7 @@ pub fn body_digest(kind: EndpointKind, body: &Json<'_>) -> BodyDigest {
         .filter(|(_, _, r)| {
             matches!(
                 r,
-                FieldRole::Messages | FieldRole::System | FieldRole::Included
+                FieldRole::Messages | FieldRole::System | FieldRole::Tools | FieldRole::Included
             )
         })
         .collect();
@@ -214,12 +221,13 @@ pub fn body_digest(kind: EndpointKind, body: &Json<'_>) -> BodyDigest {
     for (name, value, role) in fields {
         enc.str(name);
         match role {
-            FieldRole::Messages => enc.messages(value),
+            FieldRole::Messages => enc.array_of(value, Shape::Message),
             FieldRole::System => match value {
                 Json::String(text) => enc.text_part_array(text),
-                other => enc.value(other, Ctx::Normal),
+                other => enc.array_of(other, Shape::Block),
             },
-            _ => enc.value(value, Ctx::Normal),
+            FieldRole::Tools => enc.array_of(value, Shape::Marked),
+            _ => enc.value(value),
         }
     }
     BodyDigest(enc.hasher.finalize().into())
@@ -269,11 +277,19 @@ pub fn custom_key(scope: &KeyScope<'_>, custom: &str, scope_by: CustomKeyScope) 
     enc.finish()
 }
 
+/// Where an object sits, which decides what its members mean.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Ctx {
-    Normal,
-    /// Inside a JSON schema: every property name is meaningful.
-    Schema,
+enum Shape {
+    /// Plain data: every member counts, `cache_control` included.
+    Plain,
+    /// A chat/Messages message: string `content` is normalized, array
+    /// `content` holds content blocks.
+    Message,
+    /// A provider content block: its own `cache_control` is a marker; a
+    /// `content` array (a `tool_result`'s) holds content blocks again.
+    Block,
+    /// A `tools` entry: its own `cache_control` is a marker.
+    Marked,
 }
 
 /// Streams the canonical form straight into SHA-256. (An own stack buffer in
@@ -345,7 +361,7 @@ impl Encoder {
         }
     }
 
-    fn value(&mut self, v: &Json<'_>, ctx: Ctx) {
+    fn value(&mut self, v: &Json<'_>) {
         match v {
             Json::Null => self.tag(b'n'),
             Json::Bool(b) => self.tag(if *b { b't' } else { b'f' }),
@@ -355,49 +371,50 @@ impl Encoder {
                 self.tag(b'[');
                 self.len(items.len());
                 for item in items {
-                    self.value(item, ctx);
+                    self.value(item);
                 }
             }
-            Json::Object(_) => self.object(v, ctx, false),
+            Json::Object(_) => self.object(v, Shape::Plain),
         }
     }
 
-    /// An object with sorted keys. `message` enables content normalization.
-    fn object(&mut self, object: &Json<'_>, ctx: Ctx, message: bool) {
-        let mut entries = last_of_each_name(object);
-        if ctx != Ctx::Schema {
-            entries.retain(|(k, _)| *k != "cache_control");
-        }
-        self.tag(b'{');
-        self.len(entries.len());
-        for (k, v) in entries {
-            self.str(k);
-            let child = match k {
-                "parameters" | "input_schema" | "schema" => Ctx::Schema,
-                _ => ctx,
-            };
-            match (message, k, v) {
-                (true, "content", Json::String(text)) => self.text_part_array(text),
-                _ => self.value(v, child),
-            }
-        }
-    }
-
-    /// The messages array: each message object gets content normalization.
-    fn messages(&mut self, v: &Json<'_>) {
+    /// An array whose object items have `shape` (anything else: plain data).
+    fn array_of(&mut self, v: &Json<'_>, shape: Shape) {
         match v {
             Json::Array(items) => {
                 self.tag(b'[');
                 self.len(items.len());
                 for item in items {
                     if item.is_object() {
-                        self.object(item, Ctx::Normal, true);
+                        self.object(item, shape);
                     } else {
-                        self.value(item, Ctx::Normal);
+                        self.value(item);
                     }
                 }
             }
-            other => self.value(other, Ctx::Normal),
+            other => self.value(other),
+        }
+    }
+
+    /// An object with sorted keys; `shape` says which members are markers
+    /// and which hold content blocks. Only the object's own `cache_control`
+    /// is ever dropped, never one nested in its data.
+    fn object(&mut self, object: &Json<'_>, shape: Shape) {
+        let mut entries = last_of_each_name(object);
+        if matches!(shape, Shape::Block | Shape::Marked) {
+            entries.retain(|(k, _)| *k != "cache_control");
+        }
+        self.tag(b'{');
+        self.len(entries.len());
+        for (k, v) in entries {
+            self.str(k);
+            match (shape, k, v) {
+                (Shape::Message, "content", Json::String(text)) => self.text_part_array(text),
+                (Shape::Message | Shape::Block, "content", Json::Array(_)) => {
+                    self.array_of(v, Shape::Block)
+                }
+                _ => self.value(v),
+            }
         }
     }
 
@@ -479,8 +496,10 @@ mod tests {
     /// The canonical form is a stored format (Redis entries outlive a
     /// process): this pins it to a hash computed independently from the
     /// format's definition (a 40-line Python encoder, quoted in the message of
-    /// the commit that introduced key v2), covering floats, integers, a long
-    /// string, an excluded field and content normalization.
+    /// the commit that introduced key v3), covering floats, integers, a long
+    /// string, an excluded field, content normalization, markers dropped on
+    /// a content block and a tools entry, and a schema property named
+    /// `cache_control` kept.
     #[test]
     fn canonical_form_is_stable() {
         let long = "You are terse. ".repeat(40);
@@ -488,13 +507,15 @@ mod tests {
             "model": "gpt-4o",
             "messages": [
                 {"role": "system", "content": long},
-                {"role": "user", "content": [{"type": "text", "text": "hi"}]}
+                {"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]}
             ],
+            "tools": [{"type": "function", "function": {"name": "f", "parameters": {"cache_control": 1}},
+                       "cache_control": {"type": "ephemeral"}}],
             "temperature": 0.7, "max_tokens": 100, "top_p": 1.0, "user": "u1"
         }));
         assert_eq!(
             k.hex(),
-            "b51e2b099b41c7ca2884a63d7500afb8ca0fb46a60ac272eea9f49a3ad25e3e9"
+            "1aa2c8ecb62ab2d31b20f8f4de605ccd3ac9af35285eaaf416b6c471d9e96d06"
         );
     }
 
@@ -571,6 +592,73 @@ mod tests {
             json!([{"role": "user", "content": [{"type": "text", "text": "hi", "cache_control": {"type": "ephemeral"}}]}]),
         );
         assert_eq!(key(marked), key(base()));
+    }
+
+    #[test]
+    fn markers_are_dropped_only_where_providers_define_them() {
+        let s = KeyScope {
+            kind: EndpointKind::Messages,
+            ..scope("ns")
+        };
+        let k = |b: Value| body_key(&s, &Json::from_value(&b));
+        let marker = json!({"type": "ephemeral"});
+        let body = |m: Option<&Value>| {
+            let mut tool_result = json!({"type": "tool_result", "tool_use_id": "t1",
+                "content": [{"type": "text", "text": "42"}]});
+            let mut text = json!({"type": "text", "text": "go"});
+            let mut system = json!({"type": "text", "text": "be brief"});
+            let mut tool = json!({"name": "calc", "input_schema": {"type": "object"}});
+            let mut b = json!({"model": "claude", "max_tokens": 10});
+            if let Some(m) = m {
+                tool_result["content"][0]["cache_control"] = m.clone();
+                tool_result["cache_control"] = m.clone();
+                text["cache_control"] = m.clone();
+                system["cache_control"] = m.clone();
+                tool["cache_control"] = m.clone();
+                b["cache_control"] = m.clone();
+            }
+            b["system"] = json!([system]);
+            b["tools"] = json!([tool]);
+            b["messages"] = json!([
+                {"role": "assistant", "content": [{"type": "tool_use", "id": "t1", "name": "calc", "input": {"x": 1}}]},
+                {"role": "user", "content": [tool_result, text]}
+            ]);
+            b
+        };
+        assert_eq!(k(body(Some(&marker))), k(body(None)));
+
+        // Elsewhere `cache_control` is data and changes the key.
+        let base = body(None);
+        let mut in_input = base.clone();
+        in_input["messages"][0]["content"][0]["input"]["cache_control"] = marker.clone();
+        let mut in_message = base.clone();
+        in_message["messages"][1]["cache_control"] = marker.clone();
+        let mut in_schema = base.clone();
+        in_schema["tools"][0]["input_schema"]["cache_control"] = marker.clone();
+        let mut in_unknown = base.clone();
+        in_unknown["vendor_options"] = json!({"cache_control": marker.clone()});
+        let mut in_block_data = base.clone();
+        in_block_data["messages"][1]["content"][1]["citations"] = json!([{"cache_control": 1}]);
+        for (name, changed) in [
+            ("tool_use.input", in_input),
+            ("message object", in_message),
+            ("schema", in_schema),
+            ("unknown field", in_unknown),
+            ("block data", in_block_data),
+        ] {
+            assert_ne!(k(changed), k(base.clone()), "{name}");
+        }
+
+        // Chat: tool-call arguments and tool message JSON are data.
+        let args = |a: &str| {
+            with(
+                "messages",
+                json!([{"role": "assistant", "tool_calls": [{"id": "c", "type": "function",
+                    "function": {"name": "f", "arguments": a}}]},
+                    {"role": "tool", "tool_call_id": "c", "content": a}]),
+            )
+        };
+        assert_ne!(key(args(r#"{"cache_control":1}"#)), key(args("{}")));
     }
 
     #[test]

@@ -2,12 +2,16 @@
 
 pub mod breaker;
 pub mod codec;
+pub mod dump;
 pub mod entry;
+pub mod facts;
 pub mod flight;
 pub mod key;
 pub mod live;
 pub mod memory;
 pub mod mode;
+pub mod namespace;
+pub mod outcome;
 pub mod policy;
 pub mod redis;
 pub mod tier;

@@ -17,7 +17,7 @@ use std::time::Duration;
 use axum::http::HeaderMap;
 use serde_json::Value;
 
-use super::ttl::Ttl;
+use super::ttl::{self, Ttl};
 use crate::error::ProxyError;
 use crate::json::Json;
 
@@ -53,7 +53,7 @@ impl Directives {
 
     /// The TTL of a write, given the configured default.
     pub fn write_ttl(&self, default: Ttl) -> Ttl {
-        self.ttl.or(self.max_age.map(Ttl::After)).unwrap_or(default)
+        self.ttl.or(self.max_age.map(Ttl::after)).unwrap_or(default)
     }
 
     fn apply_headers(&mut self, headers: &HeaderMap) -> Result<(), ProxyError> {
@@ -69,10 +69,10 @@ impl Directives {
                     "no-store" => self.no_store = true,
                     "only-if-cached" => self.only_if_cached = true,
                     "max-age" => {
-                        let secs = arg.and_then(|a| a.parse::<u64>().ok()).ok_or_else(|| {
+                        let secs = arg.and_then(max_age_secs).ok_or_else(|| {
                             bad("Cache-Control max-age must be a whole number of seconds")
                         })?;
-                        self.max_age = Some(Duration::from_secs(secs));
+                        self.max_age = Some(ttl::clamp(Duration::from_secs(secs)));
                     }
                     // Other directives (private, must-revalidate, …) mean nothing here.
                     _ => {}
@@ -115,11 +115,11 @@ impl Directives {
                     let secs = value.as_u64().ok_or_else(|| {
                         ProxyError::bad_request("`cache.max_age` must be a non-negative integer", Some("cache.max_age"))
                     })?;
-                    self.max_age = Some(Duration::from_secs(secs));
+                    self.max_age = Some(ttl::clamp(Duration::from_secs(secs)));
                 }
                 "ttl" => {
                     let ttl = match &value {
-                        Value::Number(n) => n.as_u64().map(|s| Ttl::After(Duration::from_secs(s))),
+                        Value::Number(n) => n.as_u64().map(Ttl::secs),
                         Value::String(s) => Ttl::parse(s),
                         _ => None,
                     };
@@ -152,6 +152,13 @@ impl Directives {
         }
         Ok(())
     }
+}
+
+/// `max-age` seconds: digits only; a value too large for u64 means "very
+/// long" (RFC 9111 §1.2.2 says to treat it as 2^31), clamped by the caller.
+fn max_age_secs(arg: &str) -> Option<u64> {
+    let digits = !arg.is_empty() && arg.bytes().all(|b| b.is_ascii_digit());
+    digits.then(|| arg.parse::<u64>().unwrap_or(u64::MAX))
 }
 
 fn bad(message: &str) -> ProxyError {
@@ -226,6 +233,33 @@ mod tests {
             Ttl::After(Duration::from_secs(30))
         );
         assert!(extract(&[("cache-control", "max-age=soon")], json!({})).is_err());
+    }
+
+    #[test]
+    fn huge_durations_are_clamped() {
+        let d = extract(
+            &[
+                ("cache-control", "max-age=18446744073709551615"),
+                ("x-cache-ttl", "18446744073709551615"),
+            ],
+            json!({}),
+        )
+        .unwrap();
+        assert_eq!(d.max_age, Some(ttl::MAX_TTL));
+        assert_eq!(d.ttl, Some(Ttl::After(ttl::MAX_TTL)));
+        let d = extract(
+            &[("cache-control", "max-age=999999999999999999999999")],
+            json!({}),
+        )
+        .unwrap();
+        assert_eq!(d.write_ttl(Ttl::Forever), Ttl::After(ttl::MAX_TTL));
+        let d = extract(
+            &[],
+            json!({"cache": {"ttl": u64::MAX, "max_age": u64::MAX}}),
+        )
+        .unwrap();
+        assert_eq!(d.ttl, Some(Ttl::After(ttl::MAX_TTL)));
+        assert_eq!(d.max_age, Some(ttl::MAX_TTL));
     }
 
     #[test]

@@ -17,7 +17,22 @@ use super::breaker::Breaker;
 use super::codec;
 use super::entry::Entry;
 use super::key::CacheKey;
-use crate::config::RedisConfig;
+
+/// What the Redis tier needs to know (plain values; the caller maps its
+/// configuration onto them).
+#[derive(Debug, Clone)]
+pub struct RedisSettings {
+    /// A single Redis (used when `cluster_nodes` is empty).
+    pub url: String,
+    /// Redis Cluster seed nodes.
+    pub cluster_nodes: Vec<String>,
+    pub key_prefix: String,
+    pub op_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub breaker_failures: u32,
+    pub breaker_backoff: Duration,
+    pub compress_min_bytes: usize,
+}
 
 #[derive(Clone)]
 enum Conn {
@@ -43,7 +58,7 @@ pub struct RedisTier {
 
 impl RedisTier {
     /// Parses the target; does not connect (that happens on first use).
-    pub fn new(cfg: &RedisConfig) -> Result<Self, redis::RedisError> {
+    pub fn new(cfg: &RedisSettings) -> Result<Self, redis::RedisError> {
         let target = if cfg.cluster_nodes.is_empty() {
             Target::Single(redis::Client::open(cfg.url.as_str())?)
         } else {
@@ -73,6 +88,28 @@ impl RedisTier {
         format!("{}:v1:{namespace}:{}", self.prefix, key.hex())
     }
 
+    /// One `SCAN` step over this prefix's entry keys: (next cursor, keys);
+    /// cursor 0 ends the walk. None when Redis is unavailable. Single-node
+    /// Redis only (a cluster scans one node per call).
+    pub async fn scan(&self, cursor: u64, count: usize) -> Option<(u64, Vec<String>)> {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor)
+            .arg("MATCH")
+            .arg(format!("{}:v1:*", self.prefix))
+            .arg("COUNT")
+            .arg(count);
+        self.run(&cmd, "SCAN").await
+    }
+
+    /// (namespace, key) of an entry key; None for locks and foreign keys.
+    pub fn parse_entry_key(&self, redis_key: &str) -> Option<(String, CacheKey)> {
+        let rest = redis_key
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix(":v1:")?;
+        let (namespace, hex) = rest.rsplit_once(':')?;
+        Some((namespace.to_owned(), super::dump::parse_key_hex(hex)?))
+    }
+
     /// The distributed single-flight lock for an entry key.
     pub fn lock_key(entry_key: &str) -> String {
         format!("{entry_key}:lock")
@@ -97,8 +134,7 @@ impl RedisTier {
         let mut cmd = redis::cmd("SET");
         cmd.arg(key).arg(value.as_ref());
         if let Some(ttl) = expire_after {
-            cmd.arg("PX")
-                .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+            cmd.arg("PX").arg(px(ttl));
         }
         let _: Option<()> = self.run(&cmd, "SET").await;
     }
@@ -107,11 +143,7 @@ impl RedisTier {
     /// Some(false) when someone holds it, None when Redis is unavailable.
     pub async fn try_lock(&self, key: &str, ttl: Duration) -> Option<bool> {
         let mut cmd = redis::cmd("SET");
-        cmd.arg(key)
-            .arg(1)
-            .arg("NX")
-            .arg("PX")
-            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1));
+        cmd.arg(key).arg(1).arg("NX").arg("PX").arg(px(ttl));
         let reply: Option<String> = self.run(&cmd, "SET NX").await?;
         Some(reply.is_some())
     }
@@ -125,6 +157,75 @@ impl RedisTier {
 
     pub async fn unlock(&self, key: &str) {
         let _: Option<i64> = self.run(redis::cmd("DEL").arg(key), "DEL").await;
+    }
+
+    /// The configured key prefix (`{prefix}:v1:{namespace}:{hash}`).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// Any command, behind the breaker and the op timeout (None = failed).
+    pub async fn query<T: FromRedisValue>(&self, cmd: &Cmd, what: &str) -> Option<T> {
+        self.run(cmd, what).await
+    }
+
+    /// Where a key-space walk must run: the one server, or every cluster
+    /// primary (`SCAN` only sees the node it runs on). None = unavailable.
+    pub async fn scan_nodes(&self) -> Option<Vec<ScanNode>> {
+        match &self.target {
+            Target::Single(_) => Some(vec![ScanNode::Only]),
+            Target::Cluster(_) => {
+                let nodes: String = self
+                    .run(redis::cmd("CLUSTER").arg("NODES"), "CLUSTER NODES")
+                    .await?;
+                Some(cluster_primaries(&nodes))
+            }
+        }
+    }
+
+    /// One `SCAN cursor MATCH pattern COUNT count` step on `node`: the next
+    /// cursor (0 = done) and the keys of this step.
+    pub async fn scan_step(
+        &self,
+        node: &ScanNode,
+        cursor: u64,
+        pattern: &str,
+        count: usize,
+    ) -> Option<(u64, Vec<String>)> {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(count);
+        match node {
+            ScanNode::Only => self.run(&cmd, "SCAN").await,
+            ScanNode::Primary { host, port } => {
+                use redis::cluster_routing::{RoutingInfo, SingleNodeRoutingInfo};
+                if !self.breaker.allow() {
+                    return None;
+                }
+                let Some(Conn::Cluster(mut conn)) = self.connection().await else {
+                    return None;
+                };
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::ByAddress {
+                    host: host.clone(),
+                    port: *port,
+                });
+                let reply =
+                    tokio::time::timeout(self.op_timeout, conn.route_command(&cmd, routing)).await;
+                match reply {
+                    Ok(Ok(value)) => {
+                        self.breaker.success();
+                        redis::from_redis_value(&value).ok()
+                    }
+                    _ => {
+                        self.breaker.failure("SCAN");
+                        None
+                    }
+                }
+            }
+        }
     }
 
     pub fn breaker_open(&self) -> bool {
@@ -151,6 +252,13 @@ impl RedisTier {
             Ok(Ok(value)) => {
                 self.breaker.success();
                 Some(value)
+            }
+            Ok(Err(e)) if is_rejection(&e) => {
+                // Redis is up and answered: a refused command says nothing
+                // about its health, so it never feeds the breaker.
+                tracing::debug!(error = %e, "redis {what} rejected");
+                metrics::counter!("reprise_redis_rejected_total").increment(1);
+                None
             }
             Ok(Err(e)) => {
                 tracing::debug!(error = %e, "redis {what} failed");
@@ -204,5 +312,95 @@ impl RedisTier {
             }
             Target::Cluster(client) => Ok(Conn::Cluster(client.get_async_connection().await?)),
         }
+    }
+}
+
+/// Milliseconds for `PX`: at least 1, and never more than a value Redis
+/// accepts (callers pass clamped durations; this is the last guard, so a
+/// caller's number can never become a rejected command).
+fn px(ttl: Duration) -> u64 {
+    let max = 2 * super::ttl::MAX_TTL.as_millis();
+    u64::try_from(ttl.as_millis().min(max))
+        .unwrap_or(u64::MAX)
+        .max(1)
+}
+
+/// An error reply from a live server (as opposed to a broken connection,
+/// timeout or unreachable cluster), which must not open the breaker.
+fn is_rejection(e: &redis::RedisError) -> bool {
+    use redis::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::ResponseError
+            | ErrorKind::TypeError
+            | ErrorKind::ExecAbortError
+            | ErrorKind::NoScriptError
+            | ErrorKind::ExtensionError
+    )
+}
+
+/// A node a `SCAN` runs on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ScanNode {
+    /// The single server.
+    Only,
+    /// A cluster primary, by address.
+    Primary { host: String, port: u16 },
+}
+
+/// Primaries from `CLUSTER NODES` text (`id host:port@cport flags …`),
+/// failed ones left out.
+fn cluster_primaries(nodes: &str) -> Vec<ScanNode> {
+    nodes
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let addr = fields.nth(1)?;
+            let flags = fields.next()?;
+            if !flags.split(',').any(|f| f == "master") || flags.contains("fail") {
+                return None;
+            }
+            let hostport = addr.split('@').next()?;
+            let (host, port) = hostport.rsplit_once(':')?;
+            Some(ScanNode::Primary {
+                host: host.to_owned(),
+                port: port.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn px_is_always_acceptable_to_redis() {
+        assert_eq!(px(Duration::ZERO), 1);
+        assert_eq!(px(Duration::from_secs(2)), 2000);
+        let cap = u64::try_from(2 * super::super::ttl::MAX_TTL.as_millis()).unwrap();
+        assert_eq!(px(Duration::MAX), cap);
+        assert!(cap < i64::MAX as u64 / 2);
+    }
+
+    #[test]
+    fn cluster_primaries_skip_replicas_and_failed_nodes() {
+        let text = "a1 127.0.0.1:7000@17000 myself,master - 0 0 1 connected 0-5460\n\
+                    b2 127.0.0.1:7001@17001 slave a1 0 0 1 connected\n\
+                    c3 127.0.0.1:7002@17002 master,fail - 0 0 3 connected\n\
+                    d4 10.0.0.9:7003@17003 master - 0 0 4 connected 5461-16383\n";
+        assert_eq!(
+            cluster_primaries(text),
+            vec![
+                ScanNode::Primary {
+                    host: "127.0.0.1".into(),
+                    port: 7000
+                },
+                ScanNode::Primary {
+                    host: "10.0.0.9".into(),
+                    port: 7003
+                },
+            ]
+        );
     }
 }

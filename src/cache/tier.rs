@@ -8,14 +8,24 @@ use std::time::Duration;
 use super::entry::Entry;
 use super::key::CacheKey;
 use super::memory::MemoryTier;
-use super::redis::RedisTier;
-use crate::config::CacheConfig;
-use crate::render::Tier;
+use super::outcome::Tier;
+use super::redis::{RedisSettings, RedisTier};
 
 pub struct Tiers {
     pub memory: Option<MemoryTier>,
     pub redis: Option<RedisTier>,
     grace: Duration,
+}
+
+/// Which tiers to build, as plain values.
+#[derive(Debug, Clone)]
+pub struct TierSettings {
+    /// Byte bound of the memory tier; None = no memory tier.
+    pub memory_bytes: Option<u64>,
+    /// The Redis tier; None = no Redis tier.
+    pub redis: Option<RedisSettings>,
+    /// How long past its TTL an entry is kept for stale-if-error.
+    pub stale_grace: Duration,
 }
 
 /// What a lookup found.
@@ -28,34 +38,41 @@ pub struct Lookup {
 }
 
 impl Tiers {
-    pub fn new(config: &CacheConfig) -> Result<Self, redis::RedisError> {
-        let memory = config
-            .backend
-            .uses_memory()
-            .then(|| MemoryTier::new(config.memory.max_bytes, config.stale_grace));
-        let redis = if config.backend.uses_redis() {
-            Some(RedisTier::new(&config.redis)?)
-        } else {
-            None
+    pub fn new(settings: TierSettings) -> Result<Self, redis::RedisError> {
+        let memory = settings
+            .memory_bytes
+            .map(|bytes| MemoryTier::new(bytes, settings.stale_grace));
+        let redis = match &settings.redis {
+            Some(r) => Some(RedisTier::new(r)?),
+            None => None,
         };
         Ok(Tiers {
             memory,
             redis,
-            grace: config.stale_grace,
+            grace: settings.stale_grace,
         })
     }
 
-    /// Looks `key` up in each tier. `max_age` rejects older entries outright.
+    /// Looks `key` up in each tier. `max_age` rejects older entries outright;
+    /// so does `valid` (purge watermarks: a purged L1 entry is dropped).
     pub async fn lookup(
         &self,
         key: &CacheKey,
         namespace: &str,
         max_age: Option<Duration>,
+        valid: impl Fn(&Entry) -> bool,
     ) -> Lookup {
-        let acceptable = |e: &Entry| max_age.is_none_or(|max| e.age() <= max);
+        let acceptable = |e: &Entry| max_age.is_none_or(|max| e.age() <= max) && valid(e);
         let mut found = Lookup::default();
         if let Some(memory) = &self.memory {
-            if let Some(entry) = memory.get(key).await.filter(|e| acceptable(e)) {
+            let entry = match memory.get(key).await {
+                Some(e) if !valid(&e) => {
+                    memory.remove(key).await;
+                    None
+                }
+                other => other,
+            };
+            if let Some(entry) = entry.filter(|e| acceptable(e)) {
                 if entry.is_fresh() {
                     found.fresh = Some((entry, Tier::Memory));
                     return found;
@@ -69,7 +86,7 @@ impl Tiers {
                 let entry = Arc::new(entry);
                 if entry.is_fresh() {
                     if let Some(memory) = &self.memory {
-                        memory.insert(*key, entry.clone()).await;
+                        memory.insert(*key, namespace, entry.clone()).await;
                     }
                     found.fresh = Some((entry, Tier::Redis));
                 } else if entry.is_servable_stale(self.grace) && found.stale.is_none() {
@@ -83,7 +100,7 @@ impl Tiers {
     /// Writes to the shared tier only (the caller filled memory already).
     pub async fn store_shared(&self, key: CacheKey, namespace: &str, entry: &Entry) {
         if let Some(redis) = &self.redis {
-            let expire = entry.remaining().map(|r| r + self.grace);
+            let expire = entry.keep_for(self.grace);
             redis
                 .set(&redis.entry_key(namespace, &key), entry, expire)
                 .await;
@@ -93,13 +110,13 @@ impl Tiers {
     /// Writes to every tier (called off the response path).
     pub async fn store(&self, key: CacheKey, namespace: &str, entry: Arc<Entry>) {
         if let Some(redis) = &self.redis {
-            let expire = entry.remaining().map(|r| r + self.grace);
+            let expire = entry.keep_for(self.grace);
             redis
                 .set(&redis.entry_key(namespace, &key), &entry, expire)
                 .await;
         }
         if let Some(memory) = &self.memory {
-            memory.insert(key, entry).await;
+            memory.insert(key, namespace, entry).await;
         }
     }
 }

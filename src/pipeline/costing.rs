@@ -75,6 +75,7 @@ pub fn hit_record(
         tier,
         tokens_saved: tokens,
         usd_saved_cache: saved,
+        usage: entry.usage.clone(),
         ..Record::default()
     }
 }

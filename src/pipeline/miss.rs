@@ -39,8 +39,10 @@ pub async fn forward_and_store(
             match redis.try_lock(&lock_key, cfg.lock_ttl).await {
                 Some(true) => lock = Some(lock_key),
                 Some(false) => {
+                    let usable = |e: &Entry| e.is_fresh() && request.not_purged(&key, e);
                     if let Some(entry) =
-                        wait_for_remote(redis, &entry_key, &lock_key, cfg.wait_timeout).await
+                        wait_for_remote(usable, redis, &entry_key, &lock_key, cfg.wait_timeout)
+                            .await
                     {
                         let entry = Arc::new(entry);
                         if let Some(guard) = guard.take() {
@@ -148,7 +150,8 @@ pub async fn forward_and_store(
                 .map(|n| n.total_tokens);
             Arc::new(
                 Entry::new(reply.body.clone(), "application/json".into(), ttl, total)
-                    .with_usage(raw_usage),
+                    .with_usage(raw_usage)
+                    .with_origin(request.origin(), Some(upstream_time)),
             )
         });
         if shareable && oversized {
@@ -201,6 +204,10 @@ pub async fn forward_and_store(
     let mut record = costing::miss_record(status, cost.as_ref());
     record.would_hit = observed.would_hit;
     record.would_save_usd = observed.would_save_usd;
+    record.usage = usage
+        .as_ref()
+        .and_then(|u| u.as_ref())
+        .map(|r| Bytes::copy_from_slice(r.get().as_bytes()));
     Ok(Answer {
         response: render::response(reply.status, headers, Body::from(body), None),
         record,
@@ -271,6 +278,7 @@ async fn release(request: &Request, lock: Option<String>) {
 /// Another instance holds the lock: poll Redis for its entry until it
 /// appears, the lock vanishes (that leader failed) or `timeout` passes.
 async fn wait_for_remote(
+    usable: impl Fn(&Entry) -> bool,
     redis: &RedisTier,
     entry_key: &str,
     lock_key: &str,
@@ -279,11 +287,11 @@ async fn wait_for_remote(
     let give_up = tokio::time::Instant::now() + timeout;
     while tokio::time::Instant::now() < give_up {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        if let Some(entry) = redis.get(entry_key).await.filter(Entry::is_fresh) {
+        if let Some(entry) = redis.get(entry_key).await.filter(&usable) {
             return Some(entry);
         }
         if redis.exists(lock_key).await != Some(true) {
-            return redis.get(entry_key).await.filter(Entry::is_fresh);
+            return redis.get(entry_key).await.filter(&usable);
         }
     }
     None

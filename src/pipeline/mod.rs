@@ -10,13 +10,16 @@
 
 mod adapt;
 mod costing;
-pub mod facts;
 mod forward;
 mod miss;
 mod respond;
 mod stream_client;
 mod stream_source;
 mod streaming;
+mod traced;
+
+pub use crate::cache::facts;
+pub use crate::cache::namespace::credential_namespace;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -25,10 +28,10 @@ use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{Map, Value};
-use sha2::{Digest, Sha256};
 use tokio::time::Instant;
 
-use crate::cache::entry::Entry;
+use crate::admin::watermarks::Scope;
+use crate::cache::entry::{unix_ms_now, Entry, Origin};
 use crate::cache::flight::{self, Outcome, Role};
 use crate::cache::key::{custom_key, scoped_key, CacheKey, EndpointKind, KeyScope};
 use crate::cache::live::LiveStream;
@@ -69,6 +72,9 @@ pub(crate) struct Request {
     pub wants_usage: bool,
     /// The provider dialect (and translation) this request uses.
     pub wire: adapt::Wire,
+    /// When the request started (ms since the epoch): entries it writes are
+    /// stamped with this, so a purge during the call still covers them.
+    pub requested_at_ms: u64,
 }
 
 impl Request {
@@ -117,6 +123,33 @@ impl Request {
         serde_json::to_vec(&body)
             .map(Bytes::from)
             .map_err(|e| ProxyError::bad_request(e.to_string(), None))
+    }
+
+    /// What an entry written for this request records about it.
+    pub fn origin(&self) -> Origin {
+        Origin {
+            requested_at_ms: self.requested_at_ms,
+            upstream_ms: None,
+            namespace: self.namespace.clone(),
+            model: self.model.clone(),
+            endpoint: self.kind.as_str().to_owned(),
+            custom_key: self.directives.key.clone(),
+        }
+    }
+
+    /// Whether `entry` (found under this request's key) survived every purge.
+    pub fn not_purged(&self, key: &CacheKey, entry: &Entry) -> bool {
+        let scope = Scope {
+            namespace: &self.namespace,
+            model: &self.model,
+            endpoint: self.kind.as_str(),
+            key,
+            custom_key: self.directives.key.as_deref(),
+        };
+        !self
+            .state
+            .watermarks
+            .purged(&scope, entry.origin.requested_at_ms)
     }
 
     /// Whether a successful answer may be written.
@@ -202,6 +235,13 @@ pub async fn run(
         .state
         .stats
         .record(&request.namespace, route, &request.model, &record);
+    traced::record(
+        &request,
+        facts,
+        &record,
+        response.status().as_u16(),
+        upstream,
+    );
     // One line per request. Answers from the cache log at debug (they are the
     // bulk of the traffic and cost nothing); everything that reached a
     // provider or failed logs at info.
@@ -265,7 +305,9 @@ async fn flow(request: &Request) -> Result<Answer, ProxyError> {
     if reads {
         let found = state
             .tiers
-            .lookup(&key, &request.namespace, request.directives.max_age)
+            .lookup(&key, &request.namespace, request.directives.max_age, |e| {
+                request.not_purged(&key, e)
+            })
             .await;
         if let Some((entry, tier)) = found.fresh.filter(|(e, _)| respond::compatible(request, e)) {
             if request.mode.serves() {
@@ -342,6 +384,7 @@ fn prepare(
     raw: Bytes,
     facts: &BodyFacts,
 ) -> Result<Request, ProxyError> {
+    let requested_at_ms = unix_ms_now();
     let credential = state.authenticate(&headers)?;
     let directives = facts.directives.clone().with_headers(&headers)?;
 
@@ -391,21 +434,6 @@ fn prepare(
         streaming: facts.streaming,
         wants_usage: facts.wants_usage,
         wire,
+        requested_at_ms,
     })
-}
-
-/// The namespace part derived from a credential: a hash, never the secret.
-pub fn credential_namespace(credential: Option<&str>) -> String {
-    match credential {
-        None => "anonymous".into(),
-        Some(c) => {
-            let digest: [u8; 32] = Sha256::new()
-                .chain_update(b"reprise-namespace-v1\0")
-                .chain_update(c.as_bytes())
-                .finalize()
-                .into();
-            let hex = crate::cache::key::hex_into(&digest);
-            String::from_utf8(hex[..32].to_vec()).unwrap_or_default()
-        }
-    }
 }

@@ -102,6 +102,8 @@ pub async fn lead(
         idle_timeout: state.config.server.upstream_timeout,
         cancel_on_disconnect: state.config.cache.stream_on_disconnect == StreamDisconnect::Cancel,
         wire: request.wire,
+        origin: request.origin(),
+        started,
     };
     tokio::spawn(pump.run(response));
 
@@ -168,6 +170,10 @@ struct Pump {
     idle_timeout: std::time::Duration,
     cancel_on_disconnect: bool,
     wire: super::adapt::Wire,
+    /// What the stored entry records about its request.
+    origin: crate::cache::entry::Origin,
+    /// When the upstream call started (the stream's duration is what a hit saves).
+    started: tokio::time::Instant,
 }
 
 impl Pump {
@@ -249,7 +255,8 @@ impl Pump {
                     .and_then(|u| serde_json::to_vec(u).ok())
                     .map(Bytes::from);
                 let mut entry = Entry::new(body, "text/event-stream".into(), self.ttl, total)
-                    .with_usage(raw_usage);
+                    .with_usage(raw_usage)
+                    .with_origin(self.origin.clone(), Some(self.started.elapsed()));
                 entry.format = format;
                 Some(Arc::new(entry))
             }
@@ -264,7 +271,7 @@ impl Pump {
         let store = match (entry, self.key, self.writes && !self.ttl.is_zero()) {
             (Some(entry), Some(key), true) => {
                 if let Some(memory) = &self.state.tiers.memory {
-                    memory.insert(key, entry.clone()).await;
+                    memory.insert(key, &self.namespace, entry.clone()).await;
                 }
                 Some((entry, key))
             }

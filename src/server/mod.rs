@@ -4,10 +4,13 @@
 pub mod admin;
 pub mod chat;
 pub mod embeddings;
+pub mod export;
 pub mod guard;
 pub mod messages;
 pub mod models;
 pub mod ops;
+pub mod profile;
+pub mod purge;
 
 use std::sync::Arc;
 

@@ -29,6 +29,8 @@ pub struct Config {
     pub trace: crate::trace::TraceConfig,
     /// Operator surface: purge watermarks, fleet stats.
     pub admin: AdminConfig,
+    /// `POST /v1/batch/chat/completions` (`[batch]`).
+    pub batch: crate::server::batch::BatchConfig,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -453,6 +455,7 @@ impl Default for Config {
             pricing: crate::cost::PricingConfig::default(),
             admin: AdminConfig::default(),
             trace: crate::trace::TraceConfig::default(),
+            batch: crate::server::batch::BatchConfig::default(),
             providers: vec![ProviderConfig {
                 name: "openai".into(),
                 kind: ProviderKind::Openai,
@@ -632,6 +635,9 @@ impl Config {
             }
         }
         if let Some((field, message)) = self.trace.problem() {
+            return Err(invalid(field, message));
+        }
+        if let Some((field, message)) = self.batch.problem() {
             return Err(invalid(field, message));
         }
         self.pricing

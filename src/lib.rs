@@ -82,6 +82,10 @@ pub fn app(state: Arc<AppState>) -> Router {
     // is read (layers run bottom-up: the last added runs first).
     let api = Router::new()
         .route("/v1/chat/completions", post(server::chat::completions))
+        .route(
+            "/v1/batch/chat/completions",
+            post(server::batch::completions),
+        )
         .route("/v1/embeddings", post(server::embeddings::create))
         .route("/v1/messages", post(server::messages::create))
         .route("/v1/models", get(server::models::list))

@@ -21,7 +21,7 @@ pub async fn completions(
     super::cached_route(state, EndpointKind::Chat, headers, body, validate).await
 }
 
-fn validate(body: &Json<'_>) -> Result<(), ProxyError> {
+pub(crate) fn validate(body: &Json<'_>) -> Result<(), ProxyError> {
     super::require_model(body)?;
     match body.get("messages") {
         Some(Json::Array(m)) if !m.is_empty() => {}

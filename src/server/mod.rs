@@ -2,6 +2,7 @@
 //! flow itself lives once, in `pipeline.rs`.
 
 pub mod admin;
+pub mod batch;
 pub mod chat;
 pub mod embeddings;
 pub mod export;

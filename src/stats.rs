@@ -135,18 +135,40 @@ pub struct Stats {
     slots: Mutex<Slots>,
 }
 
+/// Models with their own counters per (namespace, cache type); later ones
+/// are counted under [`OTHER`]. Model names are caller input: without a bound
+/// a stream of made-up names would grow memory (and this report) forever.
+pub const MAX_MODELS_PER_NAMESPACE: usize = 32;
+/// Namespaces with their own counters; later ones share [`OTHER_NAMESPACE`].
+pub const MAX_NAMESPACES: usize = 4096;
+/// Bucket for models past the per-namespace bound.
+pub const OTHER: &str = "other";
+/// Bucket for namespaces past the bound (parentheses: never a real namespace).
+pub const OTHER_NAMESPACE: &str = "(other)";
+
 /// The counters of one slot, created on first use (two lookups when it
-/// exists already, allocation only when it does not).
+/// exists already, allocation only when it does not). Past the bounds, the
+/// `other` buckets are used instead of new slots.
 fn slot<'a>(
     slots: &'a mut Slots,
     namespace: &str,
     kind: &'static str,
     model: &str,
 ) -> Option<&'a mut Counters> {
+    let namespace = if slots.contains_key(namespace) || slots.len() < MAX_NAMESPACES {
+        namespace
+    } else {
+        OTHER_NAMESPACE
+    };
     if !slots.contains_key(namespace) {
         slots.insert(namespace.to_owned(), HashMap::new());
     }
     let models = slots.get_mut(namespace)?.entry(kind).or_default();
+    let model = if models.contains_key(model) || models.len() < MAX_MODELS_PER_NAMESPACE {
+        model
+    } else {
+        OTHER
+    };
     if !models.contains_key(model) {
         models.insert(model.to_owned(), Counters::default());
     }
@@ -245,5 +267,34 @@ mod tests {
         let all = s.report(|_| true);
         assert_eq!(all["requests"], 3);
         assert_eq!(all["by_type"]["embeddings"]["misses"], 1);
+    }
+
+    #[test]
+    fn cardinality_is_bounded() {
+        let s = Stats::default();
+        let miss = Record {
+            status: Some(CacheStatus::Miss),
+            ..Record::default()
+        };
+        for i in 0..1000 {
+            s.record("a", "chat", &format!("made-up-model-{i}"), &miss);
+        }
+        for i in 0..MAX_NAMESPACES + 50 {
+            s.record(&format!("ns{i}"), "chat", "m", &miss);
+        }
+        let a = s.report(|ns| ns == "a");
+        assert_eq!(a["requests"], 1000);
+        let models = a["by_model"].as_object().unwrap();
+        assert_eq!(models.len(), MAX_MODELS_PER_NAMESPACE + 1);
+        assert_eq!(
+            models[OTHER]["requests"],
+            1000 - MAX_MODELS_PER_NAMESPACE as u64
+        );
+        let slots = s.slots.lock().unwrap();
+        assert_eq!(slots.len(), MAX_NAMESPACES + 1);
+        assert!(slots.contains_key(OTHER_NAMESPACE));
+        drop(slots);
+        let all = s.report(|_| true);
+        assert_eq!(all["requests"], 1000 + MAX_NAMESPACES as u64 + 50);
     }
 }

@@ -167,3 +167,33 @@ pub fn request(
             .record(up.as_secs_f64());
     }
 }
+
+/// Longest caller-supplied text written into one log field, in bytes.
+pub const MAX_LOG_FIELD: usize = 200;
+
+/// `text` cut to [`MAX_LOG_FIELD`] bytes (on a char boundary) with a `…`
+/// marker, so no caller input can make a log line large.
+pub fn clip(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= MAX_LOG_FIELD {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut end = MAX_LOG_FIELD;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    std::borrow::Cow::Owned(format!("{}…", &text[..end]))
+}
+
+#[cfg(test)]
+mod clip_tests {
+    use super::*;
+
+    #[test]
+    fn clips_long_fields_on_char_boundaries() {
+        assert_eq!(clip("gpt-4o"), "gpt-4o");
+        let long = "é".repeat(500);
+        let c = clip(&long);
+        assert!(c.len() <= MAX_LOG_FIELD + "…".len());
+        assert!(c.ends_with('…'));
+    }
+}

@@ -56,16 +56,42 @@ pub async fn send(
     }
 }
 
-/// Reads a whole response body before the deadline.
+/// Reads a whole response body before the deadline, refusing (502) one
+/// larger than `max` bytes (`limits.max_response_bytes`) as soon as its
+/// `content-length` or the bytes read so far say so: memory held for one
+/// answer is bounded whatever the provider sends.
 pub async fn read_body(
     provider: &Provider,
     response: reqwest::Response,
     deadline: Deadline,
+    max: usize,
 ) -> Result<Bytes, ProxyError> {
-    match tokio::time::timeout_at(deadline.at, response.bytes()).await {
+    let too_big = || ProxyError::UpstreamBroken {
+        provider: provider.name.clone(),
+        detail: format!("the answer is larger than limits.max_response_bytes ({max} bytes)"),
+    };
+    let declared = response.content_length();
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(too_big());
+    }
+    let read = async {
+        let mut response = response;
+        // One exact-size buffer when the length is known (the usual case).
+        let mut body =
+            bytes::BytesMut::with_capacity(declared.map_or(0, |n| usize::try_from(n).unwrap_or(0)));
+        while let Some(chunk) = response.chunk().await? {
+            if body.len() + chunk.len() > max {
+                return Ok(None);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Some(body.freeze()))
+    };
+    match tokio::time::timeout_at(deadline.at, read).await {
         Err(_) => Err(timeout_error(provider, deadline.timeout)),
         Ok(Err(e)) => Err(classify(provider, e, deadline.timeout)),
-        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Ok(None)) => Err(too_big()),
+        Ok(Ok(Some(bytes))) => Ok(bytes),
     }
 }
 

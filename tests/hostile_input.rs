@@ -8,8 +8,9 @@ mod common;
 use std::time::Duration;
 
 use common::redis::RedisServer;
-use common::{chat_body, config_for, Mock, Proxy};
-use reprise::config::{Backend, Config};
+use common::{chat_body, config_for, Mock, Proxy, Reply};
+use reprise::config::{Backend, Config, ProviderConfig, ProviderKind};
+use serde_json::{json, Value};
 
 const CHAT: &str = "/v1/chat/completions";
 const HUGE: &str = "18446744073709551615";
@@ -102,4 +103,150 @@ async fn absurd_ttls_never_open_the_redis_breaker() {
     a.chat(&after).await;
     b.wait_cached(CHAT, &after, &[]).await;
     assert_eq!(mock.chat_calls().await, n as u64 + 1);
+}
+
+fn with_claude(mock: &Mock) -> Config {
+    let mut config = config_for(&mock.url);
+    config.providers.insert(
+        0,
+        ProviderConfig::new(
+            "claude",
+            ProviderKind::Anthropic,
+            &format!("{}/v1", mock.url),
+            &["claude-*"],
+        ),
+    );
+    config
+}
+
+async fn messages(proxy: &Proxy, body: &Value, headers: &[(&str, &str)]) -> Reply {
+    let mut req = proxy
+        .http
+        .post(format!("{}/v1/messages", proxy.url))
+        .header("x-api-key", "sk-ant-test")
+        .body(body.to_string());
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    Reply::from(req.send().await.unwrap()).await
+}
+
+/// Waits on the write event (only-if-cached), never on a sleep for timing.
+async fn wait_messages_cached(proxy: &Proxy, body: &Value, headers: &[(&str, &str)]) {
+    let mut with = headers.to_vec();
+    with.push(("cache-control", "only-if-cached"));
+    for _ in 0..500 {
+        if messages(proxy, body, &with).await.status == 200 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    panic!("never cached");
+}
+
+/// Forwarded headers that change the answer are part of the key: the same
+/// `/v1/messages` body with a beta header (or another API version) is a miss
+/// on the entry stored without it, not a false hit.
+#[tokio::test]
+async fn forwarded_headers_are_part_of_the_key() {
+    let mock = Mock::start().await;
+    let proxy = Proxy::start(with_claude(&mock)).await;
+    let body = json!({"model": "claude-sonnet-4-20250514", "max_tokens": 64,
+        "messages": [{"role": "user", "content": "beta or not"}]});
+    let variants: [&[(&str, &str)]; 4] = [
+        &[],
+        &[("anthropic-beta", "prompt-caching-2024-07-31")],
+        &[("anthropic-beta", "output-128k-2025-02-19")],
+        &[("anthropic-version", "2024-01-01")],
+    ];
+    for (i, headers) in variants.iter().enumerate() {
+        let first = messages(&proxy, &body, headers).await;
+        assert_eq!(first.status, 200, "{headers:?}");
+        assert_eq!(first.cache_status(), "miss", "{headers:?} must not hit");
+        wait_messages_cached(&proxy, &body, headers).await;
+        assert_eq!(mock.calls().await["total"], i as u64 + 1);
+    }
+    for headers in variants {
+        assert_eq!(messages(&proxy, &body, headers).await.cache_status(), "hit");
+    }
+    // The configured default version equals sending it explicitly.
+    let explicit = [("anthropic-version", "2023-06-01")];
+    assert_eq!(
+        messages(&proxy, &body, &explicit).await.cache_status(),
+        "hit"
+    );
+
+    // OpenAI-compatible providers: `openai-beta` likewise.
+    let chat = chat_body("openai-beta");
+    proxy.chat(&chat).await;
+    proxy.wait_cached(CHAT, &chat, &[]).await;
+    let beta = [("openai-beta", "assistants=v2")];
+    assert_eq!(proxy.chat_with(&chat, &beta).await.cache_status(), "miss");
+    assert_eq!(mock.last_headers().await["openai-beta"], "assistants=v2");
+}
+
+/// Model names are bounded (400 bytes → an OpenAI-shaped 400), and made-up
+/// names cannot grow the stats without bound.
+#[tokio::test]
+async fn names_are_bounded() {
+    let mock = Mock::start().await;
+    let proxy = Proxy::start(config_for(&mock.url)).await;
+    for len in [401, 4 * 1024 * 1024] {
+        let mut body = chat_body("long-name");
+        body["model"] = Value::String("m".repeat(len));
+        let r = proxy.chat(&body).await;
+        assert_eq!(r.status, 400);
+        assert!(r.bytes.len() < 1000, "the error does not echo the name");
+        assert_eq!(r.json()["error"]["param"], "model");
+    }
+    let mut body = chat_body("exact-limit");
+    body["model"] = Value::String("m".repeat(400));
+    assert_eq!(proxy.chat(&body).await.status, 200);
+
+    for i in 0..60 {
+        let mut body = chat_body("many-models");
+        body["model"] = Value::String(format!("made-up-{i}"));
+        assert_eq!(proxy.chat(&body).await.status, 200);
+    }
+    let stats = Reply::from(
+        proxy
+            .http
+            .get(format!("{}/v1/cache/stats", proxy.url))
+            .header("authorization", "Bearer sk-test-a")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .json();
+    let models = stats["by_model"].as_object().unwrap();
+    assert_eq!(models.len(), reprise::stats::MAX_MODELS_PER_NAMESPACE + 1);
+    assert_eq!(stats["requests"], 61);
+}
+
+/// Upstream JSON answers are read with a cap: above `limits.max_response_bytes`
+/// a 502 (never stored); above `cache.max_entry_bytes` served but not stored.
+#[tokio::test]
+async fn upstream_answers_are_read_with_a_cap() {
+    let mock = Mock::start().await;
+    let mut config = config_for(&mock.url);
+    config.limits.max_response_bytes = 200;
+    let capped = Proxy::start(config).await;
+    let body = chat_body("a normal answer is about 500 bytes");
+    for _ in 0..2 {
+        let r = capped.chat(&body).await;
+        assert_eq!(r.status, 502);
+        let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
+        assert!(message.contains("max_response_bytes"), "{message}");
+    }
+    assert_eq!(mock.chat_calls().await, 2, "a refused answer is not stored");
+
+    let mut config = config_for(&mock.url);
+    config.cache.max_entry_bytes = 100;
+    let small_entries = Proxy::start(config).await;
+    for _ in 0..2 {
+        let r = small_entries.chat(&body).await;
+        assert_eq!(r.status, 200);
+        assert_eq!(r.cache_status(), "miss", "served, never stored");
+    }
 }

@@ -157,16 +157,19 @@ async fn modes_per_model_rule() {
             models: vec!["off-*".into()],
             mode: Some(Mode::Off),
             ttl: None,
+            bucket_size: None,
         },
         CacheRule {
             models: vec!["ro-*".into()],
             mode: Some(Mode::ReadOnly),
             ttl: None,
+            bucket_size: None,
         },
         CacheRule {
             models: vec!["wo-*".into()],
             mode: Some(Mode::WriteOnly),
             ttl: None,
+            bucket_size: None,
         },
     ];
     let proxy = Proxy::start(config).await;

@@ -186,8 +186,28 @@ pub struct BodyDigest(pub [u8; 32]);
 
 /// Key of a body whose digest is known.
 pub fn scoped_key(scope: &KeyScope<'_>, digest: &BodyDigest) -> CacheKey {
+    scoped_key_with(scope, digest, |_| {})
+}
+
+/// Key of a body whose digest is known, plus the upstream request headers
+/// that can change the answer: `headers` is called with a sink taking
+/// `(name, value)` pairs in a fixed order. No pairs: the same key as
+/// [`scoped_key`].
+pub fn scoped_key_with(
+    scope: &KeyScope<'_>,
+    digest: &BodyDigest,
+    headers: impl FnOnce(&mut dyn FnMut(&str, &[u8])),
+) -> CacheKey {
     let mut enc = Encoder::new(scope, b"body");
     enc.bytes(&digest.0);
+    let mut first = true;
+    headers(&mut |name, value| {
+        if std::mem::take(&mut first) {
+            enc.bytes(b"headers");
+        }
+        enc.str(name);
+        enc.bytes(value);
+    });
     enc.finish()
 }
 
@@ -659,6 +679,29 @@ mod tests {
             )
         };
         assert_ne!(key(args(r#"{"cache_control":1}"#)), key(args("{}")));
+    }
+
+    #[test]
+    fn answer_headers_change_the_key() {
+        let digest = body_digest(EndpointKind::Chat, &Json::from_value(&base()));
+        let s = scope("ns");
+        let with = |pairs: &'static [(&'static str, &'static str)]| {
+            scoped_key_with(&s, &digest, |sink| {
+                for (n, v) in pairs {
+                    sink(n, v.as_bytes());
+                }
+            })
+        };
+        assert_eq!(with(&[]), scoped_key(&s, &digest));
+        let beta = with(&[("anthropic-beta", "x")]);
+        assert_ne!(beta, scoped_key(&s, &digest));
+        assert_ne!(beta, with(&[("anthropic-beta", "y")]));
+        assert_ne!(beta, with(&[("openai-beta", "x")]));
+        assert_ne!(
+            with(&[("a", "bc")]),
+            with(&[("ab", "c")]),
+            "length-prefixed"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The exact-match cache: key, directives, entries, tiers and single-flight.
 
 pub mod breaker;
+pub mod bucket;
 pub mod codec;
 pub mod dump;
 pub mod entry;

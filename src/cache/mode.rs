@@ -48,6 +48,10 @@ pub struct CacheRule {
     pub mode: Option<Mode>,
     #[serde(default)]
     pub ttl: Option<Ttl>,
+    /// Keep up to this many answers per key and serve one at random once
+    /// all are stored (sampled traffic; see `cache::bucket`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket_size: Option<u32>,
 }
 
 /// What applies to one request's model.
@@ -56,6 +60,8 @@ pub struct ModelPolicy {
     pub mode: Mode,
     /// Rule TTL; None = the global `cache.ttl`.
     pub ttl: Option<Ttl>,
+    /// Rule answer-bucket size; None = one answer per key.
+    pub bucket_size: Option<u32>,
 }
 
 /// Compiled `cache.mode`, `cache.models` and `cache.rules`.
@@ -89,6 +95,7 @@ impl Policies {
             return ModelPolicy {
                 mode: Mode::Off,
                 ttl: None,
+                bucket_size: None,
             };
         }
         for (patterns, rule) in &self.rules {
@@ -96,12 +103,14 @@ impl Policies {
                 return ModelPolicy {
                     mode: rule.mode.unwrap_or(self.default),
                     ttl: rule.ttl,
+                    bucket_size: rule.bucket_size,
                 };
             }
         }
         ModelPolicy {
             mode: self.default,
             ttl: None,
+            bucket_size: None,
         }
     }
 }
@@ -119,11 +128,13 @@ mod tests {
                 models: vec!["gpt-4o*".into()],
                 mode: Some(Mode::Observe),
                 ttl: None,
+                bucket_size: None,
             },
             CacheRule {
                 models: vec!["text-embedding-*".into()],
                 mode: None,
                 ttl: Some(Ttl::Forever),
+                bucket_size: Some(3),
             },
         ];
         let p = Policies::new(Mode::Cache, &[], &rules);
@@ -132,7 +143,8 @@ mod tests {
             p.for_model("text-embedding-3-small"),
             ModelPolicy {
                 mode: Mode::Cache,
-                ttl: Some(Ttl::Forever)
+                ttl: Some(Ttl::Forever),
+                bucket_size: Some(3),
             }
         );
         assert_eq!(p.for_model("o3").mode, Mode::Cache);

@@ -38,7 +38,13 @@ pub async fn json(request: &Request) -> Result<Reply, ProxyError> {
     let response = send(request, deadline).await?;
     let status = response.status();
     let headers = upstream::passthrough_headers(response.headers());
-    let mut body = upstream::read_body(&request.provider, response, deadline).await?;
+    let mut body = upstream::read_body(
+        &request.provider,
+        response,
+        deadline,
+        request.state.config.limits.max_response_bytes,
+    )
+    .await?;
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -33,7 +33,7 @@ use tokio::time::Instant;
 use crate::admin::watermarks::Scope;
 use crate::cache::entry::{unix_ms_now, Entry, Origin};
 use crate::cache::flight::{self, Outcome, Role};
-use crate::cache::key::{custom_key, scoped_key, CacheKey, EndpointKind, KeyScope};
+use crate::cache::key::{custom_key, scoped_key_with, CacheKey, EndpointKind, KeyScope};
 use crate::cache::live::LiveStream;
 use crate::cache::mode::Mode;
 use crate::cache::policy::Directives;
@@ -75,6 +75,8 @@ pub(crate) struct Request {
     /// When the request started (ms since the epoch): entries it writes are
     /// stamped with this, so a purge during the call still covers them.
     pub requested_at_ms: u64,
+    /// Answers kept per key (`x-cache-bucket` or the rule's `bucket_size`).
+    pub bucket: u32,
 }
 
 impl Request {
@@ -190,7 +192,7 @@ pub async fn run(
         EndpointKind::Messages => e.anthropic_response(),
         _ => e.into_response(),
     };
-    let request = match prepare(state, kind, headers, raw, facts) {
+    let mut request = match prepare(state, kind, headers, raw, facts) {
         Ok(r) => r,
         Err(e) => {
             crate::telemetry::request(
@@ -204,6 +206,18 @@ pub async fn run(
             return render_error(e);
         }
     };
+    if let (true, Some(key)) = (request.bucket > 1, request.key) {
+        // Sampled traffic: fill the bucket's next slot, or draw a full one.
+        let slot = crate::cache::bucket::choose(
+            &request.state.tiers,
+            &key,
+            &request.namespace,
+            request.bucket,
+            |k, e| request.not_purged(k, e),
+        )
+        .await;
+        request.key = Some(slot);
+    }
     let answer = match flow(&request).await {
         Ok(answer) => answer,
         Err(e) => {
@@ -250,7 +264,7 @@ pub async fn run(
         ($level:ident) => {
             tracing::$level!(
                 route,
-                model = %request.model,
+                model = %crate::telemetry::clip(&request.model),
                 provider = %request.provider.name,
                 http_status = response.status().as_u16(),
                 cache_status = status,
@@ -386,6 +400,13 @@ fn prepare(
 ) -> Result<Request, ProxyError> {
     let requested_at_ms = unix_ms_now();
     let credential = state.authenticate(&headers)?;
+    let max_name = state.config.limits.max_name_bytes;
+    if facts.model.len() > max_name {
+        return Err(ProxyError::bad_request(
+            format!("`model` is longer than {max_name} bytes"),
+            Some("model"),
+        ));
+    }
     let directives = facts.directives.clone().with_headers(&headers)?;
 
     let route = state.providers.route(&facts.model)?;
@@ -396,6 +417,11 @@ fn prepare(
         .unwrap_or_else(|| facts.model.clone());
     let namespace = state.namespace(credential.as_deref(), directives.namespace.as_deref());
     let policy = state.policies.for_model(&upstream_model);
+    let bucket = match bucket_header(&headers)? {
+        Some(n) => n,
+        None => policy.bucket_size.unwrap_or(1),
+    }
+    .clamp(1, crate::cache::bucket::MAX_BUCKET);
     let mode = if state.config.cache.enabled {
         policy.mode
     } else {
@@ -412,7 +438,13 @@ fn prepare(
         };
         match &directives.key {
             Some(custom) => custom_key(&scope, custom, state.config.cache.custom_key_scope),
-            None => scoped_key(&scope, &facts.digest),
+            // The forwarded headers that can change the answer, from the
+            // same list that forwards them.
+            None => scoped_key_with(&scope, &facts.digest, |sink| {
+                route
+                    .provider
+                    .answer_headers(&headers, |name, value| sink(name, value.as_bytes()))
+            }),
         }
     });
 
@@ -435,5 +467,24 @@ fn prepare(
         wants_usage: facts.wants_usage,
         wire,
         requested_at_ms,
+        bucket,
     })
+}
+
+/// `x-cache-bucket: N` (1 = off; clamped to `bucket::MAX_BUCKET`).
+fn bucket_header(headers: &HeaderMap) -> Result<Option<u32>, ProxyError> {
+    let Some(value) = headers.get("x-cache-bucket") else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(|n| Some(u32::try_from(n).unwrap_or(u32::MAX)))
+        .ok_or_else(|| {
+            ProxyError::bad_request(
+                "x-cache-bucket must be a whole number of answers to keep (1-32)",
+                None,
+            )
+        })
 }

@@ -72,7 +72,13 @@ pub async fn lead(
             drop(guard);
             return Ok(super::miss::stale_answer(request, entry, *tier));
         }
-        let body = upstream::read_body(&request.provider, response, deadline).await?;
+        let body = upstream::read_body(
+            &request.provider,
+            response,
+            deadline,
+            state.config.limits.max_response_bytes,
+        )
+        .await?;
         fail_flight(guard, upstream_status.as_u16(), body.clone());
         let record = Record {
             status: Some(status),

@@ -30,13 +30,41 @@ pub struct Provider {
     pub default_max_tokens: u64,
 }
 
-/// Caller headers passed upstream besides credentials.
+/// Caller headers passed upstream besides credentials. Every one of them is
+/// part of the cache key (see [`Provider::answer_headers`]).
 const FORWARDED_HEADERS: &[&str] = &["openai-organization", "openai-project", "openai-beta"];
 const FORWARDED_ANTHROPIC_HEADERS: &[&str] = &["anthropic-beta"];
 
 impl Provider {
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base_url, path)
+    }
+
+    /// Calls `f` with every header of the upstream request that the caller
+    /// influences and that can change the answer (all but credentials, which
+    /// are part of the namespace), in a fixed order. The one list both
+    /// forwarding and the cache key are built from, so a header that starts
+    /// being forwarded cannot be left out of the key.
+    pub fn answer_headers<'h>(
+        &'h self,
+        caller: &'h HeaderMap,
+        mut f: impl FnMut(&'static str, &'h HeaderValue),
+    ) {
+        let forwarded = match self.kind {
+            ProviderKind::Openai => FORWARDED_HEADERS,
+            ProviderKind::Anthropic => {
+                let version = caller
+                    .get("anthropic-version")
+                    .unwrap_or(&self.anthropic_version);
+                f("anthropic-version", version);
+                FORWARDED_ANTHROPIC_HEADERS
+            }
+        };
+        for name in forwarded {
+            if let Some(v) = caller.get(*name) {
+                f(name, v);
+            }
+        }
     }
 
     /// Headers for the upstream request. With a configured key, reprise sends
@@ -57,7 +85,6 @@ impl Provider {
                 if let Some(v) = key {
                     out.insert(AUTHORIZATION, v);
                 }
-                copy(caller, &mut out, FORWARDED_HEADERS);
             }
             ProviderKind::Anthropic => {
                 let key = self
@@ -68,14 +95,11 @@ impl Provider {
                     v.set_sensitive(true);
                     out.insert(HeaderName::from_static("x-api-key"), v);
                 }
-                let version = caller
-                    .get("anthropic-version")
-                    .cloned()
-                    .unwrap_or_else(|| self.anthropic_version.clone());
-                out.insert(HeaderName::from_static("anthropic-version"), version);
-                copy(caller, &mut out, FORWARDED_ANTHROPIC_HEADERS);
             }
         }
+        self.answer_headers(caller, |name, value| {
+            out.insert(HeaderName::from_static(name), value.clone());
+        });
         out
     }
 
@@ -107,14 +131,6 @@ fn caller_anthropic_key(caller: &HeaderMap) -> Option<HeaderValue> {
         .strip_prefix("Bearer ")
         .or_else(|| auth.strip_prefix("bearer "))?;
     HeaderValue::from_str(token.trim()).ok()
-}
-
-fn copy(from: &HeaderMap, to: &mut HeaderMap, names: &[&'static str]) {
-    for name in names {
-        if let Some(v) = from.get(*name) {
-            to.insert(HeaderName::from_static(name), v.clone());
-        }
-    }
 }
 
 /// A resolved route: the provider and the model name it should receive.

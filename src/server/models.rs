@@ -38,7 +38,13 @@ async fn forward(state: &AppState, headers: &HeaderMap) -> Result<Response, Prox
     .await?;
     let status = response.status();
     let out_headers = upstream::passthrough_headers(response.headers());
-    let body = upstream::read_body(provider, response, deadline).await?;
+    let body = upstream::read_body(
+        provider,
+        response,
+        deadline,
+        state.config.limits.max_response_bytes,
+    )
+    .await?;
     Ok(render::response(
         status,
         out_headers,

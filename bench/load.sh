@@ -27,6 +27,13 @@
 #   OUT=bench/results/latest.md
 #   KEEP=0               1 = keep the work directory (configs, logs, raw wrk output)
 #   BUILD=1              0 = use the binaries already in target/release
+#   NGINX=1              0 = skip the nginx reference (Debian package nginx-light)
+#
+# The reference in the same run is nginx (issue 15): nginx returning the stored
+# answer's bytes (`return 200`) for hits, and nginx `proxy_pass` with upstream
+# keepalive in front of the same mock for misses. Pinned (PIN=1), nginx runs one
+# worker on SERVER_CPU like reprise; unpinned (PIN=0, the layout users run and
+# the headline), `worker_processes auto` and reprise's default runtime.
 #
 # Numbers from a shared machine are noisy: compare rows of ONE run as ratios.
 
@@ -52,6 +59,7 @@ ROUNDS=${ROUNDS:-3}
 OUT=${OUT:-bench/results/latest.md}
 KEEP=${KEEP:-0}
 BUILD=${BUILD:-1}
+NGINX=${NGINX:-1}
 
 export BENCH_DIR="$ROOT/bench"
 BODY="$BENCH_DIR/hit-body.json"
@@ -127,11 +135,16 @@ wait_http() {
   die "$url never answered"
 }
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# CPU ticks (utime + stime) of one pid or a comma-separated list (nginx workers).
+cpu_ticks() {
+  local p t=0
+  for p in ${1//,/ }; do t=$((t + $(awk '{print $14 + $15}' "/proc/$p/stat"))); done
+  echo "$t"
+}
 # "busy total" jiffies of one CPU (user nice system irq softirq steal / all).
 core_ticks() { awk -v c="cpu$1" '$1 == c {print $2 + $3 + $4 + $7 + $8 + $9, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9}' /proc/stat; }
-status_kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/$1/status"; }
-reset_hwm() { echo 5 >"/proc/$1/clear_refs" 2>/dev/null || true; }
+status_kib() { awk -v k="$2:" '$1 == k {print $2}' "/proc/${1%%,*}/status"; }
+reset_hwm() { echo 5 >"/proc/${1%%,*}/clear_refs" 2>/dev/null || true; }
 mib() { awk -v k="$1" 'BEGIN {printf "%.1f", k / 1024}'; }
 
 # --------------------------------------------------------------------------
@@ -262,6 +275,64 @@ post "http://$BARE_ADDR" "$BODY" >/dev/null
 BARE_RESPONSE_BYTES=$(wc -c <"$WORK/last.body")
 BARE_HEADERS=$(grep -c ':' "$WORK/last.head" || true)
 
+# nginx, twice: returning the hit's bytes, and proxy_pass (keepalive) to the mock.
+NGINX_WORKERS=auto
+[[ $PIN == 1 ]] && NGINX_WORKERS=1
+# start_nginx NAME SERVER_BLOCK: prints nothing; sets NG_PORT[NAME], NG_PIDS[NAME] (workers)
+declare -A NG_PORT NG_PIDS
+start_nginx() {
+  local name=$1 block=$2 port dir="$WORK/nginx-$1" master workers=""
+  port=$(free_port)
+  mkdir -p "$dir"
+  chmod 777 "$dir"
+  cat >"$dir/nginx.conf" <<EOF
+daemon off;
+worker_processes $NGINX_WORKERS;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $dir/body;
+  proxy_temp_path $dir/proxy;
+  fastcgi_temp_path $dir/fastcgi;
+  uwsgi_temp_path $dir/uwsgi;
+  scgi_temp_path $dir/scgi;
+  keepalive_requests 1000000;
+  upstream mock { server $MOCK_ADDR; keepalive 64; }
+  server {
+    listen 127.0.0.1:$port reuseport;
+$block
+  }
+}
+EOF
+  "${PIN_SERVER[@]}" nginx -c "$dir/nginx.conf" -p "$dir" >"$dir/out" 2>&1 &
+  master=$!
+  PIDS+=("$master")
+  NG_PORT[$name]=$port
+  for _ in $(seq 200); do
+    workers=$(pgrep -d, -P "$master" || true)
+    [[ -n $workers ]] && curl -s -o /dev/null "http://127.0.0.1:$port/" && break
+    sleep 0.05
+  done
+  [[ -n $workers ]] || die "nginx $name did not start: $(cat "$dir/out" "$dir/error.log" 2>/dev/null)"
+  NG_PIDS[$name]=$workers
+  log "nginx[$name] workers=$workers port=$port"
+}
+if [[ $NGINX == 1 ]] && command -v nginx >/dev/null; then
+  # The hit body as an nginx single-quoted string (escape backslashes and quotes).
+  HIT_LITERAL=$(sed -e 's/\\/\\\\/g' -e "s/'/\\\\'/g" "$WORK/hit-response.json")
+  start_nginx hit "    location / { default_type application/json; return 200 '$HIT_LITERAL'; }"
+  start_nginx proxy "    location / { proxy_pass http://mock; proxy_http_version 1.1; proxy_set_header Connection \"\"; proxy_buffering on; }"
+  post "http://127.0.0.1:${NG_PORT[hit]}" "$BODY" >/dev/null
+  cmp -s "$WORK/last.body" "$WORK/hit-response.json" || die "nginx hit body differs from reprise's"
+  NGINX_URL_HIT="http://127.0.0.1:${NG_PORT[hit]}"
+  NGINX_URL_PROXY="http://127.0.0.1:${NG_PORT[proxy]}"
+else
+  NGINX=0
+  log "nginx reference skipped (NGINX=0 or nginx not installed)"
+fi
+
 # --------------------------------------------------------------------------
 ROWS=()
 declare -A RES
@@ -314,6 +385,9 @@ hit_rounds() {
     NO_ROW=1
     scenario "bare_r$r" "bare (round $r)" "$BARE_PID" "$BARE" "$CONNECTIONS" "$DURATION" post.lua "$BODY"
     scenario "hit_mem_r$r" "hits, memory (round $r)" "${R_PID[memory]}" "$MEM" "$CONNECTIONS" "$DURATION" post.lua "$BODY"
+    if [[ $NGINX == 1 ]]; then
+      scenario "nginx_hit_r$r" "nginx, same bytes (round $r)" "${NG_PIDS[hit]}" "$NGINX_URL_HIT" "$CONNECTIONS" "$DURATION" post.lua "$BODY"
+    fi
     NO_ROW=0
   done
 }
@@ -323,6 +397,9 @@ miss_rounds() {
     NO_ROW=1
     scenario "miss_direct_r$r" "misses direct (round $r)" "$MOCK_PID" "$MOCK" "$MISS_CONNECTIONS" "$DURATION" unique.lua "direct$r-$RUN_ID"
     scenario "miss_proxy_r$r" "misses via reprise (round $r)" "${R_PID[memory]}" "$MEM" "$MISS_CONNECTIONS" "$DURATION" unique.lua "proxy$r-$RUN_ID"
+    if [[ $NGINX == 1 ]]; then
+      scenario "miss_nginx_r$r" "misses via nginx proxy_pass (round $r)" "${NG_PIDS[proxy]}" "$NGINX_URL_PROXY" "$MISS_CONNECTIONS" "$DURATION" unique.lua "nginx$r-$RUN_ID"
+    fi
     if [[ $PIN == 1 ]]; then
       scenario "miss_same_r$r" "misses via reprise, client CPU (round $r)" "${R_PID[samecpu]}" \
         "http://127.0.0.1:${R_PORT[samecpu]}" "$MISS_CONNECTIONS" "$DURATION" unique.lua "same$r-$RUN_ID"
@@ -356,11 +433,17 @@ if [[ -n ${PERF_PID:-} ]]; then
   log "profile written to bench/results/profile-memory-hits.txt"
 fi
 scenario bare "bare axum baseline (same response bytes)" "$BARE_PID" "$BARE" "$CONNECTIONS" "$DURATION" post.lua "$BODY"
+if [[ $NGINX == 1 ]]; then
+  scenario nginx_hit "nginx returning the same bytes" "${NG_PIDS[hit]}" "$NGINX_URL_HIT" "$CONNECTIONS" "$DURATION" post.lua "$BODY"
+fi
 hit_rounds
 scenario hit_redis "hits, redis backend (L1 off)" "${R_PID[redis]}" "$RED" "$CONNECTIONS" "$DURATION" post.lua "$BODY"
 scenario hit_tiered "hits, tiered (L1 + redis)" "${R_PID[tiered]}" "$TIE" "$CONNECTIONS" "$DURATION" post.lua "$BODY"
 scenario miss_direct "misses, straight to mock" "$MOCK_PID" "$MOCK" "$MISS_CONNECTIONS" "$DURATION" unique.lua "direct-$RUN_ID"
 scenario miss_proxy "misses, through reprise (memory)" "${R_PID[memory]}" "$MEM" "$MISS_CONNECTIONS" "$DURATION" unique.lua "proxy-$RUN_ID"
+if [[ $NGINX == 1 ]]; then
+  scenario miss_nginx "misses, through nginx proxy_pass (keepalive)" "${NG_PIDS[proxy]}" "$NGINX_URL_PROXY" "$MISS_CONNECTIONS" "$DURATION" unique.lua "nginx-$RUN_ID"
+fi
 if [[ $PIN == 1 ]]; then
   scenario miss_same "misses, through reprise on the client's CPU (memory)" "${R_PID[samecpu]}" \
     "http://127.0.0.1:${R_PORT[samecpu]}" "$MISS_CONNECTIONS" "$DURATION" unique.lua "same-$RUN_ID"
@@ -369,6 +452,9 @@ miss_rounds
 if [[ $CONNECTIONS != "$MISS_CONNECTIONS" ]]; then
   scenario miss_direct_c "misses, straight to mock" "$MOCK_PID" "$MOCK" "$CONNECTIONS" "$DURATION" unique.lua "directc-$RUN_ID"
   scenario miss_proxy_c "misses, through reprise (memory)" "${R_PID[memory]}" "$MEM" "$CONNECTIONS" "$DURATION" unique.lua "proxyc-$RUN_ID"
+  if [[ $NGINX == 1 ]]; then
+    scenario miss_nginx_c "misses, through nginx proxy_pass (keepalive)" "${NG_PIDS[proxy]}" "$NGINX_URL_PROXY" "$CONNECTIONS" "$DURATION" unique.lua "nginxc-$RUN_ID"
+  fi
 fi
 scenario mixed "mixed 80% hits / 20% misses (memory)" "${R_PID[memory]}" "$MEM" "$CONNECTIONS" "$DURATION" mixed.lua "$BODY" "mixed-$RUN_ID"
 
@@ -501,6 +587,26 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b ? a / b : 0}'; }
 diff_us() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%d", a - b}'; }
 ROUND_ROWS=()
 HIT_RATIOS=() HIT_P99S=() SAME_P50S=() SAME_P99S=() OWN_P50S=() OWN_P99S=()
+NG_HIT_RATIOS=() NG_P99_RATIOS=() NG_OVER_P50S=() NG_OVER_P99S=() NG_X_P50S=() NG_X_P99S=()
+NG_ROUND_ROWS=()
+# nginx_round R HIT NGINX_HIT DIRECT PROXY NGINX_PROXY: ratios to nginx in one round
+nginx_round() {
+  local r=$1 hit=$2 nhit=$3 direct=$4 proxy=$5 nproxy=$6
+  [[ -n ${RES[$nhit.rps]:-} && -n ${RES[$nproxy.p50]:-} ]] || return 0
+  local hr pr op50 op99 np50 np99 x50 x99
+  hr=$(ratio "${RES[$hit.rps]}" "${RES[$nhit.rps]}")
+  pr=$(ratio "${RES[$hit.p99]}" "${RES[$nhit.p99]}")
+  op50=$(diff_us "${RES[$proxy.p50]}" "${RES[$direct.p50]}")
+  op99=$(diff_us "${RES[$proxy.p99]}" "${RES[$direct.p99]}")
+  np50=$(diff_us "${RES[$nproxy.p50]}" "${RES[$direct.p50]}")
+  np99=$(diff_us "${RES[$nproxy.p99]}" "${RES[$direct.p99]}")
+  # Overhead ratios; an nginx overhead below 1 µs counts as 1 µs (no division by zero).
+  x50=$(awk -v a="$op50" -v b="$np50" 'BEGIN {if (b < 1) b = 1; printf "%.2f", a / b}')
+  x99=$(awk -v a="$op99" -v b="$np99" 'BEGIN {if (b < 1) b = 1; printf "%.2f", a / b}')
+  NG_HIT_RATIOS+=("$hr") NG_P99_RATIOS+=("$pr") NG_OVER_P50S+=("$np50") NG_OVER_P99S+=("$np99")
+  NG_X_P50S+=("$x50") NG_X_P99S+=("$x99")
+  NG_ROUND_ROWS+=("| $r | ${RES[$hit.rps]%.*} / ${RES[$hit.p99]} | ${RES[$nhit.rps]%.*} / ${RES[$nhit.p99]} | $hr | $pr | $op50 / $op99 | $np50 / $np99 | $x50 / $x99 |")
+}
 round_row() {
   local r=$1 hit=$2 bare=$3 direct=$4 proxy=$5 same=$6
   local hr op50 op99 sp50="–" sp99="–"
@@ -516,8 +622,10 @@ round_row() {
   ROUND_ROWS+=("| $r | ${RES[$hit.rps]%.*} / ${RES[$hit.p99]} | ${RES[$bare.rps]%.*} / ${RES[$bare.p99]} | $hr | ${RES[$direct.p50]} / ${RES[$direct.p99]} | ${RES[$proxy.p50]} / ${RES[$proxy.p99]} | $op50 / $op99 | ${RES[$same.p50]:-–} / ${RES[$same.p99]:-–} | $sp50 / $sp99 |")
 }
 round_row 1 hit_mem bare miss_direct miss_proxy miss_same
+nginx_round 1 hit_mem nginx_hit miss_direct miss_proxy miss_nginx
 for r in $(seq 2 "$ROUNDS"); do
   round_row "$r" "hit_mem_r$r" "bare_r$r" "miss_direct_r$r" "miss_proxy_r$r" "miss_same_r$r"
+  nginx_round "$r" "hit_mem_r$r" "nginx_hit_r$r" "miss_direct_r$r" "miss_proxy_r$r" "miss_nginx_r$r"
 done
 
 HIT_VS_BARE=$(ratio "${RES[hit_mem.rps]}" "${RES[bare.rps]}")
@@ -556,6 +664,24 @@ mkdir -p "$(dirname "$OUT")"
   echo "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
   printf '%s\n' "${ROWS[@]}"
   echo
+  if [[ ${#NG_HIT_RATIOS[@]} -gt 0 ]]; then
+    echo "Against nginx in this run (nginx: \`worker_processes $NGINX_WORKERS\`; medians of $ROUNDS paired rounds, range in brackets):"
+    echo
+    echo "| reprise vs nginx | value | target (issue 15) |"
+    echo "|---|---|---|"
+    echo "| memory hits / nginx returning the same bytes (req/s) | **$(median "${NG_HIT_RATIOS[@]}")** ($(spread "${NG_HIT_RATIOS[@]}")) | ≥ 0.6 |"
+    echo "| memory hits p99 / nginx p99 | **$(median "${NG_P99_RATIOS[@]}")** ($(spread "${NG_P99_RATIOS[@]}")) | ≤ 1.5 |"
+    echo "| miss overhead over a direct call at $MISS_CONNECTIONS connection(s): reprise ÷ nginx proxy_pass, p50 | **$(median "${NG_X_P50S[@]}")** ($(spread "${NG_X_P50S[@]}")); nginx's own overhead p50 $(median "${NG_OVER_P50S[@]}") µs | ≤ 1.5 |"
+    echo "| the same, p99 | **$(median "${NG_X_P99S[@]}")** ($(spread "${NG_X_P99S[@]}")); nginx's own overhead p99 $(median "${NG_OVER_P99S[@]}") µs | ≤ 2 |"
+    if [[ -n ${RES[miss_nginx_c.rps]:-} && -n ${RES[miss_proxy_c.rps]:-} ]]; then
+      echo "| miss throughput at $CONNECTIONS connections: reprise / nginx proxy_pass (req/s) | **$(ratio "${RES[miss_proxy_c.rps]}" "${RES[miss_nginx_c.rps]}")** (${RES[miss_proxy_c.rps]%.*} / ${RES[miss_nginx_c.rps]%.*}) | ≥ 0.7 |"
+    fi
+    echo
+    echo "| round | reprise hits req/s / p99 µs | nginx hits req/s / p99 µs | hits ratio | p99 ratio | reprise miss overhead p50 / p99 µs | nginx proxy_pass overhead p50 / p99 µs | overhead ratio p50 / p99 |"
+    echo "|---:|---:|---:|---:|---:|---|---|---|"
+    printf '%s\n' "${NG_ROUND_ROWS[@]}"
+    echo
+  fi
   echo "| derived | value |"
   echo "|---|---|"
   echo "| memory hits / bare baseline (req/s), median of $ROUNDS paired rounds (range) | **$(median "${HIT_RATIOS[@]}")** ($(spread "${HIT_RATIOS[@]}")) |"

@@ -120,6 +120,7 @@ fn bench_codec(c: &mut Criterion) {
             tokens_saved: Some(1700),
         },
         cost: None,
+        route: None,
     };
     let mut group = c.benchmark_group("with_routing_metadata");
     for (label, size) in [("1KiB", 1024), ("16KiB", 16 * 1024)] {

@@ -27,6 +27,8 @@ pub struct Config {
     pub pricing: crate::cost::PricingConfig,
     /// Metadata-only request traces (`[trace]`).
     pub trace: crate::trace::TraceConfig,
+    /// MCP tool servers proxied at `/mcp/{NAME}` (`[mcp.servers.NAME]`).
+    pub mcp: crate::mcp::config::McpConfig,
     /// Operator surface: purge watermarks, fleet stats.
     pub admin: AdminConfig,
     /// `POST /v1/batch/chat/completions` (`[batch]`).
@@ -44,6 +46,13 @@ pub struct AdminConfig {
     /// flight (every instance also drops the matching entries from memory).
     #[serde(with = "humantime_serde_compat")]
     pub watermark_retention: Duration,
+    /// How often each instance adds its counters to the fleet totals and
+    /// time series in Redis (batched, off the request path).
+    #[serde(with = "humantime_serde_compat")]
+    pub stats_flush: Duration,
+    /// Record the per-minute series and the fleet counters (false saves a
+    /// mutex per request; the per-instance stats stay).
+    pub fleet_stats: bool,
 }
 
 impl Default for AdminConfig {
@@ -51,6 +60,8 @@ impl Default for AdminConfig {
         Self {
             watermark_poll: Duration::from_millis(500),
             watermark_retention: Duration::from_secs(24 * 3600),
+            stats_flush: Duration::from_secs(1),
+            fleet_stats: true,
         }
     }
 }
@@ -273,6 +284,79 @@ pub struct MemoryConfig {
 pub struct RoutingConfig {
     /// Provider used when no provider's model patterns match. None = 404.
     pub default_provider: Option<String>,
+    /// How a provider with several `base_urls` picks one (see `providers::replicas`).
+    pub strategy: ReplicaStrategy,
+    /// Bounded load of `prefix_affinity`: a replica with more than this many
+    /// times the mean in-flight requests takes no new ones (they go to the
+    /// next replica in the conversation's rendezvous order).
+    pub max_load_factor: f64,
+    /// Retry a request that failed before any response byte once, on another
+    /// replica (connect error, 502/503/504, 429 with a long `Retry-After`).
+    pub failover: bool,
+    /// A 429 whose `Retry-After` exceeds this is retried on another replica
+    /// (a shorter one is passed to the caller, whose SDK waits and retries).
+    #[serde(with = "humantime_serde_compat")]
+    pub retry_after_bound: Duration,
+    pub health: HealthConfig,
+    /// How long a target keeps a prefix in its prompt cache, for the
+    /// `cache_economics` estimate (the estimate halves every half-life).
+    #[serde(with = "humantime_serde_compat")]
+    pub cache_half_life: Duration,
+    /// Model aliases naming several targets (`[[routing.models]]`).
+    pub models: Vec<ModelAlias>,
+}
+
+/// How requests spread over a provider's replicas.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicaStrategy {
+    /// Rendezvous hashing of the conversation's opening, with bounded load.
+    PrefixAffinity,
+    RoundRobin,
+    /// The replica with the fewest requests in flight.
+    LeastBusy,
+}
+
+/// Passive health of replicas: ejection after consecutive failures, then a probe.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthConfig {
+    /// Consecutive failures (connect errors, broken connections, 5xx) that
+    /// eject a replica.
+    pub eject_after: u32,
+    /// First ejection length; doubled for each failed probe, up to `max_backoff`.
+    #[serde(with = "humantime_serde_compat")]
+    pub backoff: Duration,
+    #[serde(with = "humantime_serde_compat")]
+    pub max_backoff: Duration,
+    /// Path (after the base URL) probed with a GET when an ejection ends; any
+    /// answer below 500 brings the replica back.
+    pub probe_path: String,
+}
+
+/// One `[[routing.models]]` entry: a model name answered by several targets.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelAlias {
+    /// The model name callers use.
+    pub name: String,
+    /// `provider/model` targets, in preference order.
+    pub targets: Vec<String>,
+    #[serde(default)]
+    pub strategy: AliasStrategy,
+}
+
+/// How an alias picks its target.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum AliasStrategy {
+    /// The first target whose provider has a healthy replica.
+    #[default]
+    Failover,
+    /// The lowest price for this request, ignoring prompt caches.
+    Cheapest,
+    /// The lowest expected cost, counting where this prefix is cached.
+    CacheEconomics,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -302,7 +386,13 @@ pub struct ProviderConfig {
     pub name: String,
     pub kind: ProviderKind,
     /// Base URL including the version segment, e.g. `https://api.openai.com/v1`.
+    /// Set this or `base_urls`.
+    #[serde(default)]
     pub base_url: String,
+    /// Several replicas of the same upstream (e.g. vLLM servers), spread by
+    /// `routing.strategy`. Set this or `base_url`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub base_urls: Vec<String>,
     /// Environment variable holding this provider's API key. Unset, or the
     /// variable empty: the caller's own `Authorization` is forwarded.
     #[serde(default)]
@@ -347,6 +437,7 @@ impl ProviderConfig {
             name: name.into(),
             kind,
             base_url: base_url.into(),
+            base_urls: Vec::new(),
             api_key_env: None,
             models: models.iter().map(|m| m.to_string()).collect(),
             inject_prompt_cache: None,
@@ -361,8 +452,20 @@ impl ProviderConfig {
     pub fn injects_prompt_cache(&self) -> bool {
         self.inject_prompt_cache.unwrap_or(match self.kind {
             ProviderKind::Anthropic => true,
-            ProviderKind::Openai => self.base_url.starts_with("https://api.openai.com"),
+            ProviderKind::Openai => self
+                .upstreams()
+                .first()
+                .is_some_and(|u| u.starts_with("https://api.openai.com")),
         })
+    }
+
+    /// The upstream base URLs: `base_urls`, or the single `base_url`.
+    pub fn upstreams(&self) -> Vec<&str> {
+        if self.base_urls.is_empty() {
+            vec![self.base_url.as_str()]
+        } else {
+            self.base_urls.iter().map(String::as_str).collect()
+        }
     }
 }
 
@@ -441,6 +544,24 @@ impl Default for RoutingConfig {
     fn default() -> Self {
         Self {
             default_provider: Some("openai".into()),
+            strategy: ReplicaStrategy::PrefixAffinity,
+            max_load_factor: 1.25,
+            failover: true,
+            retry_after_bound: Duration::from_secs(1),
+            health: HealthConfig::default(),
+            cache_half_life: Duration::from_secs(300),
+            models: Vec::new(),
+        }
+    }
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self {
+            eject_after: 3,
+            backoff: Duration::from_secs(10),
+            max_backoff: Duration::from_secs(300),
+            probe_path: "/models".into(),
         }
     }
 }
@@ -455,11 +576,13 @@ impl Default for Config {
             pricing: crate::cost::PricingConfig::default(),
             admin: AdminConfig::default(),
             trace: crate::trace::TraceConfig::default(),
+            mcp: crate::mcp::config::McpConfig::default(),
             batch: crate::server::batch::BatchConfig::default(),
             providers: vec![ProviderConfig {
                 name: "openai".into(),
                 kind: ProviderKind::Openai,
                 base_url: "https://api.openai.com/v1".into(),
+                base_urls: Vec::new(),
                 api_key_env: Some("OPENAI_API_KEY".into()),
                 models: [
                     "gpt-*",
@@ -536,6 +659,9 @@ impl Config {
                 "admin.watermark_poll",
                 "must be between 1ms and 1s (purges must reach every instance within a second)",
             ));
+        }
+        if self.admin.stats_flush.is_zero() || self.admin.stats_flush > Duration::from_secs(60) {
+            return Err(invalid("admin.stats_flush", "must be between 1ms and 60s"));
         }
         if self.admin.watermark_retention < self.server.upstream_timeout {
             return Err(invalid(
@@ -660,21 +786,105 @@ impl Config {
                     format!("duplicate provider `{}`", p.name),
                 ));
             }
-            let url = reqwest::Url::parse(&p.base_url)
-                .map_err(|e| invalid(field("base_url"), e.to_string()))?;
-            if !matches!(url.scheme(), "http" | "https") {
-                return Err(invalid(field("base_url"), "scheme must be http or https"));
+            if !p.base_url.is_empty() && !p.base_urls.is_empty() {
+                return Err(invalid(
+                    field("base_urls"),
+                    "set `base_url` or `base_urls`, not both",
+                ));
+            }
+            let url_field = if p.base_urls.is_empty() {
+                "base_url"
+            } else {
+                "base_urls"
+            };
+            if p.base_urls.len() > crate::providers::replicas::MAX_REPLICAS {
+                return Err(invalid(
+                    field(url_field),
+                    format!(
+                        "at most {} replicas",
+                        crate::providers::replicas::MAX_REPLICAS
+                    ),
+                ));
+            }
+            for (j, u) in p.upstreams().iter().enumerate() {
+                if p.upstreams()[..j].contains(u) {
+                    return Err(invalid(field(url_field), format!("`{u}` is listed twice")));
+                }
+                let url = reqwest::Url::parse(u)
+                    .map_err(|e| invalid(field(url_field), format!("`{u}`: {e}")))?;
+                if !matches!(url.scheme(), "http" | "https") {
+                    return Err(invalid(field(url_field), "scheme must be http or https"));
+                }
             }
             if p.models.iter().any(|m| m.is_empty()) {
                 return Err(invalid(field("models"), "patterns must be non-empty"));
             }
         }
+        self.mcp.validate()?;
+        self.validate_routing()?;
         if let Some(default) = &self.routing.default_provider {
             if !self.providers.iter().any(|p| &p.name == default) {
                 return Err(invalid(
                     "routing.default_provider",
                     format!("no provider named `{default}`"),
                 ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `[routing]` beyond the default provider: load factor, health, aliases.
+    fn validate_routing(&self) -> Result<(), ConfigError> {
+        let r = &self.routing;
+        if !(r.max_load_factor.is_finite() && r.max_load_factor >= 1.0) {
+            return Err(invalid(
+                "routing.max_load_factor",
+                "must be a number >= 1.0",
+            ));
+        }
+        if r.health.eject_after == 0 {
+            return Err(invalid("routing.health.eject_after", "must be at least 1"));
+        }
+        if r.health.backoff.is_zero() || r.health.max_backoff < r.health.backoff {
+            return Err(invalid(
+                "routing.health.backoff",
+                "must be > 0 and <= routing.health.max_backoff",
+            ));
+        }
+        if !r.health.probe_path.starts_with('/') {
+            return Err(invalid("routing.health.probe_path", "must start with '/'"));
+        }
+        if r.cache_half_life.is_zero() {
+            return Err(invalid("routing.cache_half_life", "must be greater than 0"));
+        }
+        for (i, alias) in r.models.iter().enumerate() {
+            let field = |f: &str| format!("routing.models[{i}].{f}");
+            if alias.name.is_empty() || r.models[..i].iter().any(|a| a.name == alias.name) {
+                return Err(invalid(field("name"), "must be non-empty and unique"));
+            }
+            if self
+                .providers
+                .iter()
+                .any(|p| alias.name.starts_with(&format!("{}/", p.name)))
+            {
+                return Err(invalid(
+                    field("name"),
+                    "must not start with a provider prefix",
+                ));
+            }
+            if alias.targets.is_empty() || alias.targets.len() > 16 {
+                return Err(invalid(field("targets"), "needs 1 to 16 targets"));
+            }
+            for t in &alias.targets {
+                let known = t.split_once('/').is_some_and(|(provider, model)| {
+                    !model.is_empty() && self.providers.iter().any(|p| p.name == provider)
+                });
+                if !known {
+                    return Err(invalid(
+                        field("targets"),
+                        format!("`{t}` must be `provider/model` with a configured provider"),
+                    ));
+                }
             }
         }
         Ok(())

@@ -11,12 +11,16 @@
 //!    until their last byte); one more gets 503 + `Retry-After`
 //!    (`/health`, `/ready`, `/metrics` are exempt);
 //! 4. per route group:
-//!    - API routes (`api` in [`app`]): `server::guard::authenticate_first`
+//!    - API routes (`api` in [`app`]: completions, messages, embeddings,
+//!      batch, models, `/v1/cache/*` admin and operator routes, `/mcp/*`):
+//!      `server::guard::authenticate_first`
 //!      (401 from the headers alone, before any body byte is read), then
 //!      `limits::requests::read_body` (`server.body_limit_bytes` → 413
 //!      before reading when declared, `limits.body_read_timeout` → 408);
 //!    - `/metrics`: `server::guard::metrics_access` (a metrics/admin key, or
 //!      a loopback peer when no metrics keys are configured);
+//!    - `/health`, `/ready`, `/dashboard` (static files; its data requests
+//!      carry the key to the API routes): no credential;
 //! 5. the route handler — parse and validate, then `pipeline::run`
 //!    (directives, routing, key, tiers, upstream, store).
 
@@ -27,9 +31,11 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod cost;
+pub mod dashboard;
 pub mod error;
 pub mod json;
 pub mod limits;
+pub mod mcp;
 pub mod pipeline;
 pub mod providers;
 pub mod render;
@@ -91,7 +97,11 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/models", get(server::models::list))
         .route("/v1/directory/models", get(server::admin::directory))
         .route("/v1/cache/stats", get(server::admin::stats))
+        .route("/v1/cache/stats/series", get(server::series::series))
+        .route("/v1/cache/top", get(server::top::top))
         .route("/v1/cache/purge", post(server::purge::purge))
+        .route("/v1/cache/get", post(server::direct::get))
+        .route("/v1/cache/set", post(server::direct::set))
         .route("/v1/cache", delete(server::purge::purge_namespace))
         .route(
             "/v1/cache/entries/{key}",
@@ -100,6 +110,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/cache/profile", get(server::profile::live))
         .route("/v1/cache/export", get(server::export::export))
         .route("/v1/cache/import", post(server::export::import))
+        .merge(mcp::router(state.clone()))
         .layer(from_fn_with_state(body_read, limits::requests::read_body))
         .layer(from_fn_with_state(
             state.clone(),
@@ -114,6 +125,10 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/metrics", metrics)
         .route("/health", get(server::ops::health))
         .route("/ready", get(server::ops::ready))
+        // Static files only: the page asks for a key and sends it with
+        // every data request (a browser cannot add one to a navigation).
+        .route("/dashboard", get(dashboard::page))
+        .route("/dashboard/{file}", get(dashboard::file))
         .fallback(server::ops::not_found)
         .layer(from_fn_with_state(in_flight, limits::requests::shed))
         .layer(DefaultBodyLimit::max(limit))
@@ -138,6 +153,7 @@ pub async fn run(
     };
     let state = Arc::new(AppState::new(config)?);
     admin::sync::spawn(&state);
+    admin::fleet::spawn(&state);
     tracing::info!(%addr, "reprise listening on {addr}");
     limits::connections::serve(listener, app(state), connection_limits, shutdown).await;
     tracing::info!("reprise stopped");

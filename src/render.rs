@@ -19,6 +19,9 @@ pub struct RoutingMetadata<'a> {
     /// Absent when the model has no price (never a made-up price).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost: Option<&'a crate::cost::Cost>,
+    /// Where an upstream call went and why (misses only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub route: Option<&'a crate::providers::routing::RouteInfo>,
 }
 
 #[derive(Debug, Serialize)]
@@ -117,6 +120,7 @@ mod tests {
                 tokens_saved: Some(12),
             },
             cost: None,
+            route: None,
         }
     }
 

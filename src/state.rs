@@ -6,6 +6,7 @@ use axum::http::HeaderMap;
 
 use std::sync::Arc;
 
+use crate::admin::fleet::Fleet;
 use crate::admin::watermarks::Watermarks;
 use crate::cache::facts::BodyMemo;
 use crate::cache::flight::Flights;
@@ -31,6 +32,10 @@ pub struct AppState {
     pub body_memo: BodyMemo,
     /// Purge rules in force (shared through Redis by `admin::sync`).
     pub watermarks: Watermarks,
+    /// Per-minute history and the fleet counters' pending deltas.
+    pub fleet: Fleet,
+    /// The entries that saved the most here (dashboard).
+    pub top: crate::admin::top::TopEntries,
     /// Trace file and live window (`[trace]`).
     pub tracer: crate::trace::Tracer,
     /// Keys that see every namespace in `/v1/cache/stats`.
@@ -56,6 +61,8 @@ impl AppState {
             stats: Stats::default(),
             body_memo: BodyMemo::default(),
             watermarks: Watermarks::default(),
+            fleet: Fleet::default(),
+            top: Default::default(),
             tracer: crate::trace::Tracer::new(&config.trace)?,
             admin_keys: config.admin_keys().into_iter().collect(),
             caller_keys: config.caller_keys().into_iter().collect(),

@@ -24,6 +24,8 @@ pub struct Record {
     pub would_hit: bool,
     pub would_save_usd: f64,
     pub error: bool,
+    /// Provider time a cached answer saved (the original call's latency).
+    pub latency_saved_ms: u64,
     /// The answer's raw `usage` JSON, when known (read by traces only).
     pub usage: Option<bytes::Bytes>,
 }
@@ -41,6 +43,7 @@ pub struct Counters {
     pub would_be_hits: u64,
     pub would_save_usd: f64,
     pub tokens_saved: u64,
+    pub latency_saved_ms: u64,
     pub usd_spent: f64,
     pub usd_saved_by_cache: f64,
     pub usd_saved_by_provider_cache: f64,
@@ -66,6 +69,7 @@ impl Counters {
             self.would_save_usd += r.would_save_usd;
         }
         self.tokens_saved += r.tokens_saved;
+        self.latency_saved_ms += r.latency_saved_ms;
         self.usd_spent += r.usd_spent;
         self.usd_saved_by_cache += r.usd_saved_cache;
         self.usd_saved_by_provider_cache += r.usd_saved_provider;
@@ -83,6 +87,7 @@ impl Counters {
         self.would_be_hits += o.would_be_hits;
         self.would_save_usd += o.would_save_usd;
         self.tokens_saved += o.tokens_saved;
+        self.latency_saved_ms += o.latency_saved_ms;
         self.usd_spent += o.usd_spent;
         self.usd_saved_by_cache += o.usd_saved_by_cache;
         self.usd_saved_by_provider_cache += o.usd_saved_by_provider_cache;
@@ -109,6 +114,7 @@ impl Counters {
             "hit_rate": round4(hit_rate),
             "observe": {"would_be_hits": self.would_be_hits, "would_save_usd": round10(self.would_save_usd)},
             "tokens_saved": self.tokens_saved,
+            "latency_saved_ms": self.latency_saved_ms,
             "usd": {
                 "spent": round10(self.usd_spent),
                 "saved_by_cache": round10(self.usd_saved_by_cache),

@@ -45,7 +45,29 @@ pub async fn send(
     body: Option<Bytes>,
     deadline: Deadline,
 ) -> Result<reqwest::Response, ProxyError> {
-    let mut request = client.request(method, provider.url(path)).headers(headers);
+    send_to(
+        client,
+        provider,
+        provider.url(path),
+        method,
+        headers,
+        body,
+        deadline,
+    )
+    .await
+}
+
+/// [`send`] to a full URL (one replica of `provider`).
+pub async fn send_to(
+    client: &reqwest::Client,
+    provider: &Provider,
+    url: String,
+    method: Method,
+    headers: HeaderMap,
+    body: Option<Bytes>,
+    deadline: Deadline,
+) -> Result<reqwest::Response, ProxyError> {
+    let mut request = client.request(method, url).headers(headers);
     if let Some(body) = body {
         request = request.body(body);
     }

@@ -87,7 +87,7 @@ async fn absurd_ttls_never_open_the_redis_breaker() {
         assert_eq!(hit.cache_status(), "hit", "entry {i}");
         assert_eq!(hit.header("x-cache-tier"), Some("redis"));
     }
-    let keys = redis.cli(&["--scan", "--pattern", "reprise:*"]).unwrap();
+    let keys = redis.cli(&["--scan", "--pattern", "reprise:v1:*"]).unwrap();
     let keys: Vec<&str> = keys.lines().collect();
     assert_eq!(keys.len(), n);
     let year_ms = 365 * 24 * 3600 * 1000_i64;
@@ -249,4 +249,80 @@ async fn upstream_answers_are_read_with_a_cap() {
         assert_eq!(r.status, 200);
         assert_eq!(r.cache_status(), "miss", "served, never stored");
     }
+}
+
+/// A provider that answers 200 `text/event-stream` and then sends `chunk`
+/// forever (close-delimited HTTP/1.1), counting the bytes it managed to send.
+async fn endless_upstream(
+    chunk: &'static [u8],
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let sent = std::sync::Arc::new(AtomicU64::new(0));
+    let counter = sent.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let _ = socket.read(&mut buf).await;
+                let head = b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n";
+                if socket.write_all(head).await.is_err() {
+                    return;
+                }
+                while socket.write_all(chunk).await.is_ok() {
+                    counter.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    (url, sent)
+}
+
+/// An SSE event that never ends is an error once it passes
+/// `limits.max_sse_event_bytes` (before: buffered forever), and a stream
+/// that never ends stops at `limits.stream_deadline`; neither is stored.
+#[tokio::test]
+async fn endless_streams_are_bounded() {
+    let (url, _) = endless_upstream(&[b'x'; 16 * 1024]).await;
+    let mut config = config_for(&url);
+    config.limits.max_sse_event_bytes = 256 * 1024;
+    let proxy = Proxy::start(config).await;
+    let mut body = chat_body("huge-event");
+    body["stream"] = Value::Bool(true);
+    let r = proxy
+        .post(CHAT)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(r.bytes().await.is_err(), "the client sees a broken stream");
+
+    let (url, _) = endless_upstream(b"data: {\"choices\":[]}\n\n").await;
+    let mut config = config_for(&url);
+    config.limits.stream_deadline = Duration::from_millis(300);
+    let proxy = Proxy::start(config).await;
+    let mut body = chat_body("endless");
+    body["stream"] = Value::Bool(true);
+    let r = proxy
+        .post(CHAT)
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        r.bytes().await.is_err(),
+        "ended by the deadline as an error"
+    );
+    let again = proxy
+        .post(CHAT)
+        .header("cache-control", "only-if-cached")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_ne!(again.status(), 200, "nothing stored");
 }

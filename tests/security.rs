@@ -181,7 +181,19 @@ async fn unauthenticated_requests_are_refused_before_the_body_is_read() {
     config.server.body_limit_bytes = 64 * 1024 * 1024;
     let proxy = Proxy::start(config).await;
     let addr = proxy.url.trim_start_matches("http://").to_owned();
-    for path in ["/v1/chat/completions", "/v1/messages", "/v1/embeddings"] {
+    // Every route that takes a body, the operator, batch and MCP ones included.
+    for path in [
+        "/v1/chat/completions",
+        "/v1/messages",
+        "/v1/embeddings",
+        "/v1/batch/chat/completions",
+        "/v1/cache/get",
+        "/v1/cache/set",
+        "/v1/cache/purge",
+        "/v1/cache/import",
+        "/mcp/tools",
+        "/v1/cache/mcp/tools/invalidate",
+    ] {
         let head = head_only(&addr, path, None).await;
         assert!(head.starts_with("HTTP/1.1 401"), "{path}: {head}");
         let head = head_only(&addr, path, Some("sk-wrong")).await;
@@ -203,6 +215,47 @@ async fn unauthenticated_requests_are_refused_before_the_body_is_read() {
         "an authenticated request was answered without its body"
     );
     assert_eq!(mock.chat_calls().await, 0);
+}
+
+#[tokio::test]
+async fn read_routes_need_a_key_and_the_dashboard_page_does_not() {
+    let mock = Mock::start().await;
+    let mut config = config_for(&mock.url);
+    config.server.api_keys = vec!["sk-good".into()];
+    let proxy = Proxy::start(config).await;
+    let get = |path: &str, key: Option<&str>| {
+        let mut r = proxy.http.get(format!("{}{path}", proxy.url));
+        if let Some(k) = key {
+            r = r.bearer_auth(k);
+        }
+        r.send()
+    };
+    for path in [
+        "/v1/models",
+        "/v1/cache/stats",
+        "/v1/cache/stats/series",
+        "/v1/cache/top",
+        "/v1/cache/profile",
+        "/v1/cache/export",
+        "/mcp/tools",
+    ] {
+        let r = get(path, None).await.unwrap();
+        assert_eq!(r.status(), 401, "{path}");
+        let body: serde_json::Value = serde_json::from_slice(&r.bytes().await.unwrap()).unwrap();
+        assert_eq!(body["error"]["type"], "invalid_request_error", "{path}");
+        assert_eq!(get(path, Some("sk-bad")).await.unwrap().status(), 401);
+    }
+    assert_eq!(
+        get("/v1/cache/top", Some("sk-good"))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // Static files: the page asks for the key and sends it on its data calls.
+    for path in ["/dashboard", "/dashboard/app.js"] {
+        assert_eq!(get(path, None).await.unwrap().status(), 200, "{path}");
+    }
 }
 
 #[tokio::test]

@@ -46,6 +46,8 @@ pub struct BodyFacts {
     pub directives: Directives,
     /// The canonical body's digest: the body's part of the cache key.
     pub digest: BodyDigest,
+    /// Digest of the conversation's opening (replica affinity), if any.
+    pub opening: Option<u64>,
 }
 
 impl BodyFacts {
@@ -66,6 +68,7 @@ impl BodyFacts {
             has_extension: body.get("cache").is_some(),
             directives: Directives::from_body(body)?,
             digest: body_digest(kind, body),
+            opening: crate::providers::affinity::opening_digest(kind, body),
         })
     }
 }

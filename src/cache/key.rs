@@ -297,6 +297,19 @@ pub fn custom_key(scope: &KeyScope<'_>, custom: &str, scope_by: CustomKeyScope) 
     enc.finish()
 }
 
+/// SHA-256 of a JSON value's canonical form under `tag`, for keys built
+/// outside this module (MCP tool arguments): sorted keys (last of repeated
+/// members), normalized numbers, and every member kept, `cache_control` too.
+pub fn canonical_digest(tag: &str, value: &Json<'_>) -> [u8; 32] {
+    let mut enc = Encoder {
+        hasher: Sha256::new(),
+    };
+    enc.str(KEY_VERSION);
+    enc.str(tag);
+    enc.value(value);
+    enc.hasher.finalize().into()
+}
+
 /// Where an object sits, which decides what its members mean.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Shape {

@@ -228,6 +228,40 @@ impl RedisTier {
         }
     }
 
+    /// A pipeline (commands on one key, so one cluster slot), behind the
+    /// breaker and the op timeout; false when it failed.
+    pub async fn pipeline(&self, pipe: &redis::Pipeline, what: &str) -> bool {
+        if !self.breaker.allow() {
+            return false;
+        }
+        let Some(conn) = self.connection().await else {
+            self.breaker.failure("connect");
+            return false;
+        };
+        let result = tokio::time::timeout(self.op_timeout, async {
+            match conn {
+                Conn::Single(mut c) => pipe.query_async::<()>(&mut c).await,
+                Conn::Cluster(mut c) => pipe.query_async::<()>(&mut c).await,
+            }
+        })
+        .await;
+        match result {
+            Ok(Ok(())) => {
+                self.breaker.success();
+                true
+            }
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "redis {what} failed");
+                self.breaker.failure(what);
+                false
+            }
+            Err(_) => {
+                self.breaker.failure(what);
+                false
+            }
+        }
+    }
+
     pub fn breaker_open(&self) -> bool {
         self.breaker.is_open()
     }

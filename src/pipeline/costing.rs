@@ -74,6 +74,7 @@ pub fn hit_record(
         status: Some(status),
         tier,
         tokens_saved: tokens,
+        latency_saved_ms: entry.origin.upstream_ms.unwrap_or(0),
         usd_saved_cache: saved,
         usage: entry.usage.clone(),
         ..Record::default()

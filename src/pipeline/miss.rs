@@ -103,6 +103,7 @@ pub async fn forward_and_store(
     }
 
     let ok_json = reply.status.is_success() && reply.is_json;
+    let route = request.route.get();
     // Usage (validating the body on the way) and cost.
     let usage = if ok_json {
         costing::raw_usage(&reply.body)
@@ -116,6 +117,9 @@ pub async fn forward_and_store(
     let cost = usage_value
         .as_ref()
         .and_then(|u| costing::miss(state, &request.model, u));
+    if let Some(u) = &usage_value {
+        request.observe_usage(u);
+    }
 
     // Share with followers and store, off the response path.
     if request.key.is_some() {
@@ -196,6 +200,7 @@ pub async fn forward_and_store(
                 tokens_saved: None,
             },
             cost: cost.as_ref(),
+            route: route.as_ref(),
         };
         render::with_routing_metadata(&body, &meta)
     } else {

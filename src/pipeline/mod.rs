@@ -10,6 +10,7 @@
 
 mod adapt;
 mod costing;
+pub mod direct;
 mod forward;
 mod miss;
 mod respond;
@@ -39,6 +40,7 @@ use crate::cache::mode::Mode;
 use crate::cache::policy::Directives;
 use crate::cache::ttl::Ttl;
 use crate::error::ProxyError;
+use crate::providers::routing::{AliasChoice, RouteNote};
 use crate::providers::Provider;
 use crate::render::{CacheStatus, Tier};
 use crate::state::AppState;
@@ -72,6 +74,12 @@ pub(crate) struct Request {
     pub wants_usage: bool,
     /// The provider dialect (and translation) this request uses.
     pub wire: adapt::Wire,
+    /// Digest of the conversation's opening: picks the replica.
+    pub affinity: Option<u64>,
+    /// How a model alias chose this request's target, if one did.
+    pub alias: Option<Arc<AliasChoice>>,
+    /// Where the forward step sent the request (set on upstream calls).
+    pub route: RouteNote,
     /// When the request started (ms since the epoch): entries it writes are
     /// stamped with this, so a purge during the call still covers them.
     pub requested_at_ms: u64,
@@ -127,6 +135,14 @@ impl Request {
             .map_err(|e| ProxyError::bad_request(e.to_string(), None))
     }
 
+    /// The provider, or `provider/model` when an alias chose it.
+    pub fn target_label(&self) -> String {
+        match &self.alias {
+            Some(_) => format!("{}/{}", self.provider.name, self.model),
+            None => self.provider.name.clone(),
+        }
+    }
+
     /// What an entry written for this request records about it.
     pub fn origin(&self) -> Origin {
         Origin {
@@ -152,6 +168,13 @@ impl Request {
             .state
             .watermarks
             .purged(&scope, entry.origin.requested_at_ms)
+    }
+
+    /// Feeds the answer's usage to the `cache_economics` estimates.
+    pub fn observe_usage(&self, usage: &Value) {
+        self.state
+            .providers
+            .observe_usage(&self.provider.name, &self.model, self.affinity, usage);
     }
 
     /// Whether a successful answer may be written.
@@ -249,6 +272,22 @@ pub async fn run(
         .state
         .stats
         .record(&request.namespace, route, &request.model, &record);
+    if request.state.config.admin.fleet_stats {
+        request
+            .state
+            .fleet
+            .record(&request.namespace, route, &request.model, &record);
+    }
+    if let (Some(key), Some(CacheStatus::Hit | CacheStatus::Coalesced | CacheStatus::Stale)) =
+        (&request.key, record.status)
+    {
+        request.state.top.record(
+            key,
+            &request.namespace,
+            &request.model,
+            record.usd_saved_cache,
+        );
+    }
     traced::record(
         &request,
         facts,
@@ -260,12 +299,14 @@ pub async fn run(
     // bulk of the traffic and cost nothing); everything that reached a
     // provider or failed logs at info.
     let served_from_cache = upstream.is_none() && !record.error;
+    let route_label = request.route.get().map(|r| r.label());
     macro_rules! request_line {
         ($level:ident) => {
             tracing::$level!(
                 route,
                 model = %crate::telemetry::clip(&request.model),
                 provider = %request.provider.name,
+                route = route_label.as_deref(),
                 http_status = response.status().as_u16(),
                 cache_status = status,
                 tier,
@@ -409,7 +450,24 @@ fn prepare(
     }
     let directives = facts.directives.clone().with_headers(&headers)?;
 
-    let route = state.providers.route(&facts.model)?;
+    let (route, alias) = match state.providers.aliases.get(&facts.model) {
+        Some(alias) => {
+            // ~4 bytes per token: only relative costs matter.
+            let prompt_tokens = (raw.len() / 4) as u64;
+            let (target, choice) = alias.choose(
+                &state.pricing,
+                &state.providers.economics,
+                facts.opening,
+                prompt_tokens,
+            );
+            let route = crate::providers::Route {
+                provider: target.provider.clone(),
+                stripped_model: Some(target.model.clone()),
+            };
+            (route, Some(Arc::new(choice)))
+        }
+        None => (state.providers.route(&facts.model)?, None),
+    };
     let model_prefixed = route.stripped_model.is_some();
     let upstream_model = route
         .stripped_model
@@ -430,11 +488,21 @@ fn prepare(
 
     let cacheable = mode != Mode::Off;
     let key = cacheable.then(|| {
-        let scope = KeyScope {
-            namespace: &namespace,
-            kind,
-            provider: &route.provider.name,
-            model: &upstream_model,
+        // An alias's targets answer as one model: their entries are shared,
+        // whichever target wrote them.
+        let scope = match &alias {
+            Some(a) => KeyScope {
+                namespace: &namespace,
+                kind,
+                provider: "alias/",
+                model: &a.name,
+            },
+            None => KeyScope {
+                namespace: &namespace,
+                kind,
+                provider: &route.provider.name,
+                model: &upstream_model,
+            },
         };
         match &directives.key {
             Some(custom) => custom_key(&scope, custom, state.config.cache.custom_key_scope),
@@ -466,6 +534,9 @@ fn prepare(
         streaming: facts.streaming,
         wants_usage: facts.wants_usage,
         wire,
+        affinity: facts.opening,
+        alias,
+        route: RouteNote::default(),
         requested_at_ms,
         bucket,
     })

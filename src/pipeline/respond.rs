@@ -35,6 +35,7 @@ pub fn cached(
             tokens_saved: entry.total_tokens,
         },
         cost,
+        route: None,
     };
     let mut headers = HeaderMap::new();
     render::cache_headers(&mut headers, status, request.key.as_ref());

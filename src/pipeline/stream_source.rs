@@ -22,6 +22,8 @@ pub struct Source {
     /// Anthropic → OpenAI translation, with a parser over its output.
     translator: Option<(AnthropicToOpenAiStream, SseParser)>,
     recorder: Recorder,
+    /// Upstream bytes fed so far.
+    fed: usize,
 }
 
 impl Source {
@@ -35,6 +37,7 @@ impl Source {
                     SseParser::new(),
                 )
             }),
+            fed: 0,
             recorder: match wire {
                 Wire::Anthropic => Recorder::Anthropic(AnthropicRecorder::new(cap)),
                 Wire::OpenAi | Wire::ChatToAnthropic => {
@@ -47,6 +50,7 @@ impl Source {
     /// Feeds upstream bytes: the bytes to publish to readers, and whether the
     /// stream's terminal event (`[DONE]`, `message_stop`) went by.
     pub fn feed(&mut self, bytes: Bytes) -> (Bytes, bool) {
+        self.fed = self.fed.saturating_add(bytes.len());
         let events = self.parser.push(&bytes);
         let (out, events) = match &mut self.translator {
             None => (bytes, events),
@@ -100,6 +104,17 @@ impl Source {
         }
     }
 
+    /// Bytes of an event not yet terminated (bounded by the caller with
+    /// `limits.max_sse_event_bytes`).
+    pub fn pending_event_bytes(&self) -> usize {
+        self.parser.buffered()
+    }
+
+    /// Upstream bytes fed so far.
+    pub fn fed(&self) -> usize {
+        self.fed
+    }
+
     /// The usage as the provider reported it.
     pub fn usage(&self) -> Option<Value> {
         match &self.recorder {
@@ -114,6 +129,7 @@ impl Source {
             parser,
             translator,
             recorder,
+            fed: _,
         } = self;
         match recorder {
             Recorder::Chat(mut r) => {

@@ -16,6 +16,7 @@ use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use bytes::Bytes;
 use futures_util::StreamExt;
+use tokio::time::Instant;
 
 use super::stream_client::{client_body, MetaFn};
 use super::stream_source::Source;
@@ -41,8 +42,11 @@ pub async fn lead(
     let state = &request.state;
     let deadline = Deadline::after(state.config.server.upstream_timeout);
     let started = tokio::time::Instant::now();
-    let response = match forward::send(request, deadline).await {
-        Ok(r) => r,
+    let forward::Sent {
+        response,
+        in_flight,
+    } = match forward::send(request, deadline).await {
+        Ok(sent) => sent,
         Err(e) => {
             live.end(LiveEnd::Broken);
             fail_flight(
@@ -108,6 +112,9 @@ pub async fn lead(
         idle_timeout: state.config.server.upstream_timeout,
         cancel_on_disconnect: state.config.cache.stream_on_disconnect == StreamDisconnect::Cancel,
         wire: request.wire,
+        _in_flight: in_flight,
+        provider: request.provider.name.clone(),
+        opening: request.affinity,
         origin: request.origin(),
         started,
     };
@@ -116,9 +123,15 @@ pub async fn lead(
     let provider = request.provider.name.clone();
     let model = request.model.clone();
     let meta_state = state.clone();
+    let route = request.route.get();
     let meta: MetaFn = Box::new(move |usage| {
         let cost = usage.and_then(|u| costing::miss(&meta_state, &model, u));
-        serde_json::json!({"provider": provider, "cache": {"status": status}, "cost": cost})
+        let mut meta =
+            serde_json::json!({"provider": provider, "cache": {"status": status}, "cost": cost});
+        if let (Some(route), Some(o)) = (&route, meta.as_object_mut()) {
+            o.insert("route".into(), serde_json::json!(route));
+        }
+        meta
     });
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     let body = client_body(reader, request.wire, request.wants_usage, meta);
@@ -176,6 +189,11 @@ struct Pump {
     idle_timeout: std::time::Duration,
     cancel_on_disconnect: bool,
     wire: super::adapt::Wire,
+    /// The replica's in-flight slot, freed when the stream ends.
+    _in_flight: crate::providers::replicas::InFlight,
+    /// Where the stream came from, for the `cache_economics` estimates.
+    provider: String,
+    opening: Option<u64>,
     /// What the stored entry records about its request.
     origin: crate::cache::entry::Origin,
     /// When the upstream call started (the stream's duration is what a hit saves).
@@ -185,15 +203,24 @@ struct Pump {
 impl Pump {
     async fn run(self, response: reqwest::Response) {
         let mut body = response.bytes_stream();
-        let mut source = Source::new(
-            self.wire,
-            &self.model,
-            self.state.config.cache.max_entry_bytes,
-        );
+        let storage_cap = self.state.config.cache.max_entry_bytes;
+        let limits = &self.state.config.limits;
+        let max_event = limits.max_sse_event_bytes;
+        let deadline = crate::cache::ttl::instant_after(self.started, limits.stream_deadline);
+        let mut source = Source::new(self.wire, &self.model, storage_cap);
         loop {
-            match tokio::time::timeout(self.idle_timeout, body.next()).await {
+            let idle = crate::cache::ttl::instant_after(Instant::now(), self.idle_timeout);
+            match tokio::time::timeout_at(idle.min(deadline), body.next()).await {
                 Ok(Some(Ok(bytes))) => {
                     let (out, terminal) = source.feed(bytes);
+                    if source.pending_event_bytes() > max_event {
+                        // An event that never ends is an error, not a buffer.
+                        tracing::debug!("upstream SSE event over limits.max_sse_event_bytes");
+                        metrics::counter!("reprise_upstream_errors_total", "kind" => "sse_event_too_large")
+                            .increment(1);
+                        self.live.end(LiveEnd::Broken);
+                        return;
+                    }
                     if terminal {
                         // Store before releasing the last event, so a client
                         // that asks again right after the stream finds the entry.
@@ -207,7 +234,10 @@ impl Pump {
                     if !out.is_empty() {
                         self.live.push(out);
                     }
-                    if self.cancel_on_disconnect && self.live.readers() == 0 {
+                    // Nobody reads and (cancel, or too big to store): stop
+                    // reading, "finish" only finishes what can be stored.
+                    let unstorable = source.fed() > storage_cap;
+                    if (self.cancel_on_disconnect || unstorable) && self.live.readers() == 0 {
                         tracing::debug!("stream abandoned by every reader; upstream cancelled");
                         self.live.end(LiveEnd::Broken);
                         return;
@@ -222,8 +252,12 @@ impl Pump {
                     return;
                 }
                 Err(_) => {
-                    metrics::counter!("reprise_upstream_errors_total", "kind" => "stream_idle")
-                        .increment(1);
+                    let kind = if Instant::now() >= deadline {
+                        "stream_deadline"
+                    } else {
+                        "stream_idle"
+                    };
+                    metrics::counter!("reprise_upstream_errors_total", "kind" => kind).increment(1);
                     self.live.end(LiveEnd::Broken);
                     return;
                 }
@@ -241,6 +275,11 @@ impl Pump {
     /// the client has its last bytes.
     async fn finish(self, source: Source) -> impl std::future::Future<Output = ()> {
         let usage = source.usage();
+        if let Some(u) = &usage {
+            self.state
+                .providers
+                .observe_usage(&self.provider, &self.model, self.opening, u);
+        }
         if let Some(cost) = usage
             .as_ref()
             .and_then(|u| costing::miss(&self.state, &self.model, u))
@@ -249,6 +288,11 @@ impl Pump {
             self.state
                 .stats
                 .add_cost(&self.namespace, self.route, &self.model, &record);
+            if self.state.config.admin.fleet_stats {
+                self.state
+                    .fleet
+                    .add_cost(&self.namespace, self.route, &self.model, &record);
+            }
         }
         let entry = match source.finish() {
             Ok((body, format)) => {

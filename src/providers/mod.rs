@@ -1,8 +1,14 @@
 //! Providers: routing a model to a configured provider, and the upstream
 //! request (URL, credentials, forwarded headers).
 
+pub mod affinity;
+pub mod aliases;
 pub mod anthropic_stream;
+pub mod economics;
+pub mod health;
 pub mod inject;
+pub mod replicas;
+pub mod routing;
 pub mod translate;
 
 use std::sync::Arc;
@@ -18,8 +24,11 @@ use crate::error::ProxyError;
 pub struct Provider {
     pub name: String,
     pub kind: ProviderKind,
-    /// Base URL without a trailing slash, e.g. `https://api.openai.com/v1`.
+    /// Base URL without a trailing slash, e.g. `https://api.openai.com/v1`
+    /// (the first replica's, when there are several).
     pub base_url: String,
+    /// Every upstream of this provider, their health and load.
+    pub replicas: replicas::Replicas,
     /// The configured key, if any, kept out of logs.
     api_key: Option<HeaderValue>,
     patterns: Vec<WildMatch>,
@@ -38,6 +47,14 @@ const FORWARDED_ANTHROPIC_HEADERS: &[&str] = &["anthropic-beta"];
 impl Provider {
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base_url, path)
+    }
+
+    /// The URL of `path` on replica `index` (the first one if out of range).
+    pub fn url_at(&self, index: usize, path: &str) -> String {
+        match self.replicas.get(index) {
+            Some(r) => format!("{}{}", r.base_url, path),
+            None => self.url(path),
+        }
     }
 
     /// Calls `f` with every header of the upstream request that the caller
@@ -146,6 +163,10 @@ pub struct Route {
 pub struct Providers {
     list: Vec<Arc<Provider>>,
     default: Option<Arc<Provider>>,
+    /// `[[routing.models]]`.
+    pub aliases: aliases::Aliases,
+    /// Cached-share estimates of `cache_economics` aliases.
+    pub economics: economics::Economics,
 }
 
 impl Providers {
@@ -165,10 +186,26 @@ impl Providers {
                         v.set_sensitive(true);
                         v
                     });
+                let upstreams = p.upstreams();
+                let routing = &config.routing;
+                let replicas = replicas::Replicas::new(
+                    &upstreams,
+                    routing.strategy,
+                    routing.max_load_factor,
+                    health::HealthPolicy {
+                        eject_after: routing.health.eject_after,
+                        backoff: routing.health.backoff,
+                        max_backoff: routing.health.max_backoff,
+                    },
+                );
                 Arc::new(Provider {
                     name: p.name.clone(),
                     kind: p.kind,
-                    base_url: p.base_url.trim_end_matches('/').to_owned(),
+                    base_url: upstreams
+                        .first()
+                        .map_or("", |u| u.trim_end_matches('/'))
+                        .to_owned(),
+                    replicas,
                     api_key,
                     patterns: p.models.iter().map(|m| WildMatch::new(m)).collect(),
                     inject_prompt_cache: p.injects_prompt_cache(),
@@ -185,7 +222,31 @@ impl Providers {
             .default_provider
             .as_ref()
             .and_then(|name| list.iter().find(|p| &p.name == name).cloned());
-        Providers { list, default }
+        Providers {
+            aliases: aliases::Aliases::new(&config.routing.models, &list),
+            economics: economics::Economics::new(config.routing.cache_half_life),
+            list,
+            default,
+        }
+    }
+
+    /// Learns from an answer's usage at `provider`/`model` for a conversation
+    /// opening (only when a `cache_economics` alias will ask).
+    pub fn observe_usage(
+        &self,
+        provider: &str,
+        model: &str,
+        opening: Option<u64>,
+        usage: &serde_json::Value,
+    ) {
+        if !self.aliases.learns() {
+            return;
+        }
+        if let (Some(opening), Some(n)) = (opening, crate::cost::normalize(usage)) {
+            let target = economics::target_id(provider, model);
+            self.economics
+                .observe(target, opening, n.prompt_tokens, n.cache_read);
+        }
     }
 
     /// `provider/model` selects explicitly (prefix stripped upstream); else the

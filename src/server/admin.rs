@@ -1,32 +1,73 @@
-//! Operator routes: `/v1/cache/stats`, `/v1/directory/models`, `/metrics`.
+//! Operator routes: `/v1/cache/stats` (instance or fleet), `/v1/directory/models`, `/metrics`.
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use serde::Deserialize;
 use serde_json::json;
+
+use crate::error::ProxyError;
 
 use crate::state::AppState;
 
-/// Cache statistics of this instance. A caller sees its own namespace (and
-/// its `x-cache-namespace` segments); an admin key sees every namespace.
-pub async fn stats(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+/// `?scope=fleet` (with Redis): the whole deployment's counters.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatsQuery {
+    scope: Option<String>,
+}
+
+/// Cache statistics of this instance, or of the fleet (`?scope=fleet`, when
+/// Redis is configured and reachable; `view` says which). A caller sees its
+/// own namespace (and its `x-cache-namespace` segments); an admin key sees
+/// every namespace.
+pub async fn stats(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    query: Result<Query<StatsQuery>, QueryRejection>,
+) -> Response {
     let credential = match state.authenticate(&headers) {
         Ok(c) => c,
+        Err(e) => return e.into_response(),
+    };
+    let fleet_wanted = match query
+        .map_err(|e| ProxyError::bad_request(e.body_text(), None))
+        .and_then(|Query(q)| super::series::wants_fleet(q.scope.as_deref()))
+    {
+        Ok(f) => f,
         Err(e) => return e.into_response(),
     };
     let admin = state.is_admin(credential.as_deref());
     let own = state.namespace(credential.as_deref(), None);
     let prefix = format!("{own}.");
-    let mut report = state
-        .stats
-        .report(|ns| admin || ns == own || ns.starts_with(&prefix));
+    let visible = |ns: &str| admin || ns == own || ns.starts_with(&prefix);
+    let fleet = match (&state.tiers.redis, fleet_wanted) {
+        (Some(redis), true) => crate::admin::fleet::fleet_report(redis, &visible).await,
+        _ => None,
+    };
+    let view = if fleet.is_some() { "fleet" } else { "instance" };
+    let mut report = match fleet {
+        Some(report) => report,
+        None => state.stats.report(visible),
+    };
     if let Some(o) = report.as_object_mut() {
         o.insert(
             "scope".into(),
             json!(if admin { "all" } else { "namespace" }),
+        );
+        o.insert("view".into(), json!(view));
+        let redis_state = match &state.tiers.redis {
+            None => "off",
+            Some(r) if r.breaker_open() => "breaker_open",
+            Some(_) => "ok",
+        };
+        o.insert(
+            "server".into(),
+            json!({"mode": state.config.cache.mode, "redis": redis_state}),
         );
         if admin {
             let mut tiers = serde_json::Map::new();

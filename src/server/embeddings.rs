@@ -21,7 +21,7 @@ pub async fn create(
     super::cached_route(state, EndpointKind::Embeddings, headers, body, validate).await
 }
 
-fn validate(body: &Json<'_>) -> Result<(), ProxyError> {
+pub(crate) fn validate(body: &Json<'_>) -> Result<(), ProxyError> {
     super::require_model(body)?;
     match body.get("input") {
         Some(Json::String(_)) | Some(Json::Array(_)) => Ok(()),

@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod batch;
 pub mod chat;
+pub mod direct;
 pub mod embeddings;
 pub mod export;
 pub mod guard;
@@ -12,6 +13,8 @@ pub mod models;
 pub mod ops;
 pub mod profile;
 pub mod purge;
+pub mod series;
+pub mod top;
 
 use std::sync::Arc;
 

@@ -64,6 +64,25 @@ impl Mock {
         serde_json::from_slice(&r.bytes().await.unwrap()).unwrap()
     }
 
+    /// Kills the process and waits for it to exit (its port then refuses).
+    pub async fn kill(&mut self) {
+        let _ = self._child.kill().await;
+    }
+
+    /// Sets (`{"status": 503, ...}`) or clears (`{"status": 0}`) the mock's
+    /// switchable fault (see the mock's `faults.rs`).
+    pub async fn fault(&self, fault: Value) {
+        let r = self
+            .http
+            .post(format!("{}/_mock/fault", self.url))
+            .header("content-type", "application/json")
+            .body(fault.to_string())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+
     pub async fn chat_calls(&self) -> u64 {
         self.calls().await["chat"].as_u64().unwrap()
     }

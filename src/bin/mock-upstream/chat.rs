@@ -64,6 +64,8 @@ pub async fn handle(State(state): State<Shared>, headers: HeaderMap, raw: Bytes)
     let mut answer = build_answer(&req.body, &req.model, state.recorder.next_seq(), unix_now());
     if req.model.starts_with("deepseek") {
         crate::anthropic::deepseek_usage(&state.prompt_cache, &req.body, &mut answer.usage);
+    } else if state.config.prefix_cache {
+        state.prefix_cache.account(&req.body, &mut answer.usage);
     }
     let streaming = req.body.get("stream").and_then(Value::as_bool) == Some(true);
     if !streaming {

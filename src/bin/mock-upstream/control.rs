@@ -154,6 +154,8 @@ async fn calls(State(state): State<Shared>) -> Json<Value> {
 async fn reset(State(state): State<Shared>) -> Json<Value> {
     state.recorder.reset();
     state.prompt_cache.reset();
+    state.prefix_cache.reset();
+    state.faults.clear();
     Json(state.recorder.calls_json())
 }
 

@@ -12,6 +12,8 @@
 //!   (→ `embeddings.rs`), `/v1/models`, the failure models and OpenAI-shaped errors;
 //!   `text.rs` holds the shared text/hash helpers.
 //! - `control.rs`: `/_mock/calls`, `/_mock/reset`, `/_mock/last`, `/_mock/last_headers`.
+//! - `faults.rs`: `/_mock/fault`, a switchable error status (a sick replica).
+//! - `prefix_cache.rs`: `--prefix-cache`, a vLLM-style prefix cache per process.
 //!
 //! Adding a provider (e.g. Anthropic `/v1/messages`): write `anthropic.rs` with a
 //! `routes()` function, merge it in [`app`], and add a variant to
@@ -24,7 +26,9 @@ mod anthropic;
 mod chat;
 mod control;
 mod embeddings;
+mod faults;
 mod openai;
+mod prefix_cache;
 mod stream;
 mod text;
 
@@ -60,6 +64,10 @@ struct Args {
     /// How long model `mock-slow` sleeps before answering, in ms.
     #[arg(long, default_value_t = 30_000)]
     slow_ms: u64,
+    /// Imitate a self-hosted prefix cache for every chat model: remember the
+    /// prompts' message prefixes and report `cached_tokens` for them.
+    #[arg(long)]
+    prefix_cache: bool,
 }
 
 /// Timing knobs from the command line.
@@ -68,6 +76,7 @@ pub struct Config {
     pub latency: Duration,
     pub chunk_delay: Duration,
     pub slow: Duration,
+    pub prefix_cache: bool,
 }
 
 /// Shared state of all routes.
@@ -77,6 +86,9 @@ pub struct AppState {
     pub recorder: control::Recorder,
     /// Prompt-cache imitation (Anthropic breakpoints, DeepSeek prefixes).
     pub prompt_cache: anthropic::PromptCache,
+    /// `--prefix-cache` (vLLM-style, every chat model).
+    pub prefix_cache: prefix_cache::PrefixCache,
+    pub faults: faults::Faults,
 }
 
 pub type Shared = Arc<AppState>;
@@ -87,6 +99,7 @@ fn app(state: Shared) -> Router {
         .merge(openai::routes())
         .merge(anthropic::routes())
         .merge(control::routes())
+        .merge(faults::routes())
         .fallback(openai::not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
@@ -109,11 +122,14 @@ async fn run(args: Args) -> std::io::Result<()> {
         latency: Duration::from_millis(args.latency_ms),
         chunk_delay: Duration::from_millis(args.chunk_delay_ms),
         slow: Duration::from_millis(args.slow_ms),
+        prefix_cache: args.prefix_cache,
     };
     let state = Arc::new(AppState {
         config,
         recorder: control::Recorder::default(),
         prompt_cache: anthropic::PromptCache::default(),
+        prefix_cache: prefix_cache::PrefixCache::default(),
+        faults: faults::Faults::default(),
     });
 
     let shutdown = shutdown_signal()?;

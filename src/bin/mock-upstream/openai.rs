@@ -71,6 +71,9 @@ pub async fn not_found() -> Response {
 async fn models(State(state): State<Shared>, headers: HeaderMap) -> Response {
     state.recorder.record(Endpoint::Models, &headers, None);
     delay(latency(&headers, state.config.latency)).await;
+    if let Some(fault) = state.faults.response() {
+        return fault;
+    }
     let data: Vec<Value> = MODELS
         .iter()
         .map(
@@ -113,6 +116,9 @@ pub async fn prelude(
 ) -> Result<Request, Response> {
     state.recorder.record(endpoint, headers, Some(raw));
     delay(latency(headers, state.config.latency)).await;
+    if let Some(fault) = state.faults.response() {
+        return Err(fault);
+    }
 
     let body = match serde_json::from_slice::<Value>(raw) {
         Ok(Value::Object(map)) => map,

@@ -8,6 +8,7 @@ pub mod direct;
 pub mod embeddings;
 pub mod export;
 pub mod feedback;
+pub mod guard;
 pub mod messages;
 pub mod models;
 pub mod ops;

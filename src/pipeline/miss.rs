@@ -217,6 +217,7 @@ pub async fn forward_and_store(
         response: render::response(reply.status, headers, Body::from(body), None),
         record,
         upstream: Some(upstream_time),
+        stream_end: None,
     })
 }
 

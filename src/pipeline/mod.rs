@@ -188,6 +188,8 @@ pub(crate) struct Answer {
     pub response: Response,
     pub record: Record,
     pub upstream: Option<Duration>,
+    /// A streamed miss: its usage and cost, once the stream ends (traces).
+    pub stream_end: Option<tokio::sync::oneshot::Receiver<traced::StreamEnd>>,
 }
 
 impl Answer {
@@ -196,6 +198,7 @@ impl Answer {
             response,
             record,
             upstream: None,
+            stream_end: None,
         }
     }
 }
@@ -255,6 +258,7 @@ pub async fn run(
         response,
         mut record,
         upstream,
+        stream_end,
     } = answer;
     record.error |= !response.status().is_success();
     let status = record.status.map_or("none", CacheStatus::as_str);
@@ -294,6 +298,7 @@ pub async fn run(
         &record,
         response.status().as_u16(),
         upstream,
+        stream_end,
     );
     // One line per request. Answers from the cache log at debug (they are the
     // bulk of the traffic and cost nothing); everything that reached a

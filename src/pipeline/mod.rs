@@ -13,6 +13,7 @@ mod costing;
 pub mod direct;
 mod forward;
 mod miss;
+mod refresh;
 mod respond;
 mod stream_client;
 mod stream_source;
@@ -85,6 +86,9 @@ pub(crate) struct Request {
     pub requested_at_ms: u64,
     /// Answers kept per key (`x-cache-bucket` or the rule's `bucket_size`).
     pub bucket: u32,
+    /// The rule's refresh-ahead (mode `cache` only): entries keep the
+    /// request, hits may refresh them.
+    pub refresh: Option<crate::cache::refresh::RefreshPolicy>,
 }
 
 impl Request {
@@ -376,6 +380,7 @@ async fn flow(request: &Request) -> Result<Answer, ProxyError> {
                     costing::hit_record(CacheStatus::Hit, Some(tier), &entry, cost.as_ref());
                 let response =
                     respond::cached(request, &entry, CacheStatus::Hit, Some(tier), cost.as_ref());
+                refresh::after_hit(request, key, &entry, tier);
                 return Ok(Answer::new(response, record));
             }
             // Observe: record what serving it would have saved, then go upstream.
@@ -544,6 +549,7 @@ fn prepare(
         route: RouteNote::default(),
         requested_at_ms,
         bucket,
+        refresh: policy.refresh.filter(|_| mode == Mode::Cache),
     })
 }
 

@@ -126,6 +126,7 @@ pub async fn lead(
         opening: request.affinity,
         origin: request.origin(),
         started,
+        keep_request: super::refresh::request_to_keep(request, 0),
     };
     tokio::spawn(pump.run(response));
 
@@ -208,6 +209,9 @@ struct Pump {
     origin: crate::cache::entry::Origin,
     /// When the upstream call started (the stream's duration is what a hit saves).
     started: tokio::time::Instant,
+    /// The caller's request, for refresh-ahead rules (dropped at the end if
+    /// it and the stream together exceed `cache.max_entry_bytes`).
+    keep_request: Option<Bytes>,
     /// The request's trace line waits for this (tracing on only).
     stream_end: Option<tokio::sync::oneshot::Sender<super::traced::StreamEnd>>,
 }
@@ -323,9 +327,14 @@ impl Pump {
                     .as_ref()
                     .and_then(|u| serde_json::to_vec(u).ok())
                     .map(Bytes::from);
+                let cap = self.state.config.cache.max_entry_bytes;
+                let kept = self
+                    .keep_request
+                    .filter(|r| body.len().saturating_add(r.len()) <= cap);
                 let mut entry = Entry::new(body, "text/event-stream".into(), self.ttl, total)
                     .with_usage(raw_usage)
-                    .with_origin(self.origin.clone(), Some(self.started.elapsed()));
+                    .with_origin(self.origin.clone(), Some(self.started.elapsed()))
+                    .with_request(kept);
                 entry.format = format;
                 Some(Arc::new(entry))
             }

@@ -515,7 +515,7 @@ fn prepare(
             },
         };
         match &directives.key {
-            Some(custom) => custom_key(&scope, custom),
+            Some(custom) => custom_key(&scope, custom, state.config.cache.custom_key_scope),
             // The forwarded headers that can change the answer, from the
             // same list that forwards them.
             None => scoped_key_with(&scope, &facts.digest, |sink| {

@@ -194,6 +194,33 @@ async fn a_failed_refresh_keeps_the_old_entry() {
     assert_eq!(mock.chat_calls().await, 2);
 }
 
+/// A miss for the key while its refresh is in flight waits for the refresh
+/// (single-flight) instead of calling the provider again.
+#[tokio::test]
+async fn a_miss_during_a_refresh_joins_it() {
+    let mock = Mock::start_with(&["--latency-ms", "1000"]).await;
+    let proxy = Proxy::start(refreshing(&mock, "1h", 1, "100%", 60)).await;
+    let body = chat_body("joined");
+    let first = proxy.chat(&body).await;
+    let old_id = first.json()["id"].as_str().unwrap().to_owned();
+    proxy.wait_cached(CHAT, &body, &[]).await; // starts the refresh (1 s upstream)
+                                               // `no-cache` skips the lookup: a miss, which finds the refresh's flight.
+    let joined = proxy
+        .chat_with(&body, &[("cache-control", "no-cache")])
+        .await;
+    assert_eq!(joined.status, 200);
+    assert_eq!(joined.cache_status(), "coalesced");
+    let new_id = joined.json()["id"].as_str().unwrap().to_owned();
+    assert_ne!(new_id, old_id, "the refreshed answer");
+    refresh_stats(&proxy, |r| r["refreshed"] == 1).await;
+    assert_eq!(
+        mock.chat_calls().await,
+        2,
+        "one miss, one refresh, nothing more"
+    );
+    assert_eq!(hit_id(&proxy, &body).await, new_id);
+}
+
 #[tokio::test]
 async fn a_rule_without_refresh_ahead_never_refreshes() {
     let mock = Mock::start().await;

@@ -202,11 +202,15 @@ async fn newer_shared(
 /// Calls the provider; the new entry and what it cost, or why not.
 async fn fetch(request: &Request, old: &Entry) -> Result<(Arc<Entry>, f64), &'static str> {
     let state = &request.state;
-    let reply = forward::json(request).await.map_err(|e| match e {
-        ProxyError::UpstreamTimeout { .. } => "timeout",
-        ProxyError::UpstreamConnect { .. } => "connect",
-        ProxyError::UpstreamBroken { .. } => "broken",
-        _ => "error",
+    let reply = forward::json(request).await.map_err(|e| {
+        let kind = match e {
+            ProxyError::UpstreamTimeout { .. } => "timeout",
+            ProxyError::UpstreamConnect { .. } => "connect",
+            ProxyError::UpstreamBroken { .. } => "broken",
+            _ => "other",
+        };
+        metrics::counter!("reprise_upstream_errors_total", "kind" => kind).increment(1);
+        kind
     })?;
     if !reply.status.is_success() {
         metrics::counter!("reprise_upstream_errors_total", "kind" => "status").increment(1);

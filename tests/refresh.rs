@@ -221,6 +221,40 @@ async fn a_miss_during_a_refresh_joins_it() {
     assert_eq!(hit_id(&proxy, &body).await, new_id);
 }
 
+/// An entry recorded from a stream is refreshed with a JSON call, and the
+/// refreshed entry still answers stream callers.
+#[tokio::test]
+async fn a_streamed_entry_is_refreshed_as_json_and_still_streams() {
+    let mock = Mock::start().await;
+    // Two hits, so the stream hit on the refreshed entry below starts none.
+    let proxy = Proxy::start(refreshing(&mock, "1h", 2, "100%", 60)).await;
+    let mut streamed = chat_body("streamed-hot");
+    streamed["stream"] = true.into();
+    let first = proxy.chat(&streamed).await;
+    assert_eq!(first.cache_status(), "miss");
+    assert!(String::from_utf8_lossy(&first.bytes).contains("[DONE]"));
+    proxy.wait_cached(CHAT, &streamed, &[]).await; // hit 1
+    assert_eq!(proxy.chat(&streamed).await.cache_status(), "hit"); // 2: the refresh
+    refresh_stats(&proxy, |r| r["refreshed"] == 1).await;
+    let sent = mock.last().await;
+    assert!(
+        sent.get("stream").is_none(),
+        "the refresh asks for JSON: {sent}"
+    );
+    assert!(sent.get("stream_options").is_none(), "{sent}");
+    assert_eq!(sent["messages"], streamed["messages"]);
+
+    let again = proxy.chat(&streamed).await;
+    assert_eq!(again.cache_status(), "hit");
+    let text = String::from_utf8_lossy(&again.bytes);
+    assert!(
+        text.starts_with("data: ") && text.contains("[DONE]"),
+        "{text}"
+    );
+    assert!(text.contains("hello from streamed-hot"), "{text}");
+    assert_eq!(mock.chat_calls().await, 2);
+}
+
 #[tokio::test]
 async fn a_rule_without_refresh_ahead_never_refreshes() {
     let mock = Mock::start().await;

@@ -1,6 +1,6 @@
 //! The semantic tier's CPU costs: embedding one short message with the local model on
 //! one core (`LocalEmbedder` with a 1-thread pool), and a brute-force cosine lookup
-//! (best match over a partition of 1k / 10k normalized 384-d vectors).
+//! (`Index::search` over a partition of 1k / 10k normalized 384-d vectors).
 //!
 //! Needs the model: `./scripts/fetch-embedding-model.sh` (or REPRISE_MODEL_DIR).
 //! `cargo bench --bench semantic -- --warm-up-time 1 --measurement-time 5`
@@ -10,7 +10,12 @@
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
-use reprise::semantic::{cosine, default_model_dir, LocalEmbedder};
+use reprise::cache::key::CacheKey;
+use reprise::semantic::defaults::DEFAULT_JUDGE_FLOOR;
+use reprise::semantic::index::{Index, Item};
+use reprise::semantic::partition::PartitionId;
+use reprise::semantic::tier::CANDIDATES;
+use reprise::semantic::{default_model_dir, LocalEmbedder};
 
 const SHORT_MESSAGES: [&str; 4] = [
     "How do I reset my password?",
@@ -51,24 +56,35 @@ fn unit_vectors(n: usize, dim: usize) -> Vec<Vec<f32>> {
         .collect()
 }
 
-fn best_match(query: &[f32], index: &[Vec<f32>]) -> (usize, f32) {
-    index
-        .iter()
-        .enumerate()
-        .map(|(i, v)| (i, cosine(query, v)))
-        .fold(
-            (0, f32::MIN),
-            |best, cur| if cur.1 > best.1 { cur } else { best },
-        )
-}
-
 fn bench_lookup(c: &mut Criterion) {
+    // The tier's own index (`Index::search`: dot products over one partition,
+    // unblocked items above the floor, best first), filled with n vectors.
     let query = unit_vectors(1, 384).remove(0);
-    let mut group = c.benchmark_group("lookup/brute_force_cosine");
+    let partition = PartitionId([7; 32]);
+    let mut group = c.benchmark_group("lookup/partition_search");
     for n in [1_000usize, 10_000] {
-        let index = unit_vectors(n, 384);
+        let index = Index::new(n);
+        for (i, v) in unit_vectors(n, 384).into_iter().enumerate() {
+            let mut key = [0u8; 32];
+            key[..8].copy_from_slice(&(i as u64).to_le_bytes());
+            let item = Item {
+                key: CacheKey(key),
+                vector: v.into(),
+                text: "stored text".into(),
+                blocked: false,
+            };
+            index.insert("ns", partition, item);
+        }
         group.bench_with_input(BenchmarkId::from_parameter(n), &index, |b, index| {
-            b.iter(|| black_box(best_match(black_box(&query), index)))
+            b.iter(|| {
+                black_box(index.search(
+                    "ns",
+                    &partition,
+                    black_box(&query),
+                    DEFAULT_JUDGE_FLOOR,
+                    CANDIDATES,
+                ))
+            })
         });
     }
     group.finish();

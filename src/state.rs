@@ -40,6 +40,8 @@ pub struct AppState {
     pub top: crate::admin::top::TopEntries,
     /// Trace file and live window (`[trace]`).
     pub tracer: crate::trace::Tracer,
+    /// Refresh-ahead hit counts and budget (per instance).
+    pub refresher: crate::cache::refresh::Refresher,
     /// Keys that see every namespace in `/v1/cache/stats`.
     admin_keys: HashSet<String>,
     /// Keys callers must present; empty = open.
@@ -68,6 +70,7 @@ impl AppState {
             fleet: Fleet::default(),
             top: Default::default(),
             tracer: crate::trace::Tracer::new(&config.trace)?,
+            refresher: crate::cache::refresh::Refresher::new(config.cache.refresh_max_per_minute),
             admin_keys: config.admin_keys().into_iter().collect(),
             caller_keys: config.caller_keys().into_iter().collect(),
             metrics_keys: config.metrics_keys().into_iter().collect(),

@@ -159,6 +159,7 @@ async fn modes_per_model_rule() {
             ttl: None,
             semantic: None,
             bucket_size: None,
+            ..CacheRule::default()
         },
         CacheRule {
             models: vec!["ro-*".into()],
@@ -166,6 +167,7 @@ async fn modes_per_model_rule() {
             ttl: None,
             semantic: None,
             bucket_size: None,
+            ..CacheRule::default()
         },
         CacheRule {
             models: vec!["wo-*".into()],
@@ -173,6 +175,7 @@ async fn modes_per_model_rule() {
             ttl: None,
             semantic: None,
             bucket_size: None,
+            ..CacheRule::default()
         },
     ];
     let proxy = Proxy::start(config).await;

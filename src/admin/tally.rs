@@ -171,6 +171,8 @@ impl Tally {
             usd_saved_by_cache: usd(self.n[SAVED_CACHE]),
             usd_saved_by_provider_cache: usd(self.n[SAVED_PROVIDER]),
             usd_saved_by_semantic: self.hits.get("semantic").map_or(0.0, |v| usd(v[1])),
+            // Refresh-ahead outcomes are per instance (`/v1/cache/stats`, `/metrics`).
+            ..Counters::default()
         }
     }
 

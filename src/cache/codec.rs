@@ -15,10 +15,12 @@
 //! u64  upstream_ms  provider latency, u64::MAX = unknown
 //! u16  len + bytes  namespace, then model, then endpoint
 //! u16  len + bytes  custom key (len u16::MAX = none)
-//! u32  len + bytes  the caller's request, kept for refresh-ahead (len u32::MAX = none)
-//! ...  body
+//! ...  payload      u32 len + bytes: the caller's request, kept for refresh-ahead
+//!                   (len u32::MAX = none); then the body
 //! ```
-//! All integers little-endian.
+//! All integers little-endian. The payload is one unit (`put_payload`,
+//! `split_payload`): whatever protects the answer (encryption at rest) must
+//! cover the kept request too, since it holds the prompt.
 
 use std::time::Duration;
 
@@ -78,11 +80,13 @@ pub fn encode(entry: &Entry, compress_min: usize) -> Bytes {
     out.put_u16_le(ct_len);
     out.put_slice(&ct[..usize::from(ct_len)]);
     put_origin(&mut out, &entry.origin);
-    match entry
-        .request
-        .as_deref()
-        .filter(|r| r.len() < u32::MAX as usize)
-    {
+    put_payload(&mut out, entry.request.as_deref(), body);
+    out.freeze()
+}
+
+/// The payload: the kept request (refresh-ahead) and the stored body.
+fn put_payload(out: &mut BytesMut, request: Option<&[u8]>, body: &[u8]) {
+    match request.filter(|r| r.len() < u32::MAX as usize) {
         Some(r) => {
             out.put_u32_le(r.len() as u32);
             out.put_slice(r);
@@ -90,7 +94,17 @@ pub fn encode(entry: &Entry, compress_min: usize) -> Bytes {
         None => out.put_u32_le(u32::MAX),
     }
     out.put_slice(body);
-    out.freeze()
+}
+
+/// The kept request and the stored body of a payload.
+fn split_payload(payload: &[u8]) -> Option<(Option<Bytes>, &[u8])> {
+    let len = u32::from_le_bytes(payload.get(..4)?.try_into().ok()?);
+    if len == u32::MAX {
+        return Some((None, payload.get(4..)?));
+    }
+    let end = 4usize.checked_add(len as usize)?;
+    let request = Bytes::copy_from_slice(payload.get(4..end)?);
+    Some((Some(request), payload.get(end..)?))
 }
 
 /// Strings longer than a u16 length can say are cut (names are bounded far
@@ -171,14 +185,7 @@ pub fn decode(bytes: &[u8]) -> Option<Entry> {
         .ok()?
         .to_owned();
     let (origin, at) = get_origin(bytes, at + 2 + ct_len)?;
-    let request_len = u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?);
-    let (request, at) = if request_len == u32::MAX {
-        (None, at + 4)
-    } else {
-        let end = (at + 4).checked_add(request_len as usize)?;
-        (Some(Bytes::copy_from_slice(bytes.get(at + 4..end)?)), end)
-    };
-    let raw_body = bytes.get(at..)?;
+    let (request, raw_body) = split_payload(bytes.get(at..)?)?;
     let body = if flags & FLAG_LZ4 != 0 {
         Bytes::from(lz4_flex::decompress_size_prepended(raw_body).ok()?)
     } else {

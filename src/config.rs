@@ -1079,7 +1079,10 @@ mod tests {
         std::env::set_var("REPRISE_TEST_SEAL_SHORT", "too short");
         let said = field(&c);
         assert!(said.starts_with("cache.encryption_key_env:"), "{said}");
-        assert!(said.contains("REPRISE_TEST_SEAL_SHORT") && said.contains("holds 9"), "{said}");
+        assert!(
+            said.contains("REPRISE_TEST_SEAL_SHORT") && said.contains("holds 9"),
+            "{said}"
+        );
         c.cache.encryption_key_env = Some("REPRISE_TEST_SEAL_UNSET".into());
         assert!(field(&c).contains("holds 0"));
         std::env::set_var("REPRISE_TEST_SEAL_LONG", "x".repeat(32));

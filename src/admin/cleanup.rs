@@ -114,7 +114,10 @@ async fn unlink_if_purged(redis: &RedisTier, mark: &Mark, redis_key: &str, delet
     let Some(meta) = redis.get_meta(redis_key).await else {
         return;
     };
-    if mark.purges(&origin_scope(&key, &meta.origin), meta.origin.requested_at_ms) {
+    if mark.purges(
+        &origin_scope(&key, &meta.origin),
+        meta.origin.requested_at_ms,
+    ) {
         unlink(redis, redis_key, deleted).await;
     }
 }

@@ -57,8 +57,13 @@ pub enum Undecodable {
 /// Encodes an entry as plaintext; bodies of at least `compress_min` bytes
 /// (0 = never) are compressed when that actually saves space.
 pub fn encode(entry: &Entry, compress_min: usize) -> Bytes {
-    encode_for(entry, compress_min, &CacheKey([0; 32]), &Sealer::off().shared())
-        .unwrap_or_default()
+    encode_for(
+        entry,
+        compress_min,
+        &CacheKey([0; 32]),
+        &Sealer::off().shared(),
+    )
+    .unwrap_or_default()
 }
 
 /// Encodes an entry stored under `key`, sealed when `sealing` is on. None
@@ -284,7 +289,9 @@ pub fn decode_for(bytes: &[u8], key: &CacheKey, sealing: &Sealing) -> Result<Ent
         _ => return Err(Undecodable::Unopened),
     };
     let body = if h.flags & FLAG_LZ4 != 0 {
-        Bytes::from(lz4_flex::decompress_size_prepended(raw_body).map_err(|_| Undecodable::Corrupt)?)
+        Bytes::from(
+            lz4_flex::decompress_size_prepended(raw_body).map_err(|_| Undecodable::Corrupt)?,
+        )
     } else {
         Bytes::copy_from_slice(raw_body)
     };
@@ -405,7 +412,10 @@ mod tests {
             assert!(!sealed.windows(11).any(|w| w == b"secret plan"));
             let back = decode_for(&sealed, &key, &alice).unwrap();
             assert_eq!((back.body, back.origin), (e.body.clone(), e.origin.clone()));
-            assert_eq!(decode_for(&sealed, &key, &bob).unwrap_err(), Undecodable::Unopened);
+            assert_eq!(
+                decode_for(&sealed, &key, &bob).unwrap_err(),
+                Undecodable::Unopened
+            );
             let elsewhere = CacheKey([8; 32]);
             assert_eq!(
                 decode_for(&sealed, &elsewhere, &alice).unwrap_err(),
@@ -416,13 +426,19 @@ mod tests {
             // Off reads no sealed value; on reads no plaintext one.
             assert!(decode(&sealed).is_none());
             let plain = encode(&e, 64);
-            assert_eq!(decode_for(&plain, &key, &alice).unwrap_err(), Undecodable::Unopened);
+            assert_eq!(
+                decode_for(&plain, &key, &alice).unwrap_err(),
+                Undecodable::Unopened
+            );
             // The header stays readable; a re-stamp keeps the seal valid.
             let meta = peek(&sealed).unwrap();
             assert!(meta.sealed);
             assert_eq!(meta.origin, e.origin);
             let moved = restamp(&sealed, 1_800_000_000_000).unwrap();
-            assert_eq!(decode_for(&moved, &key, &alice).unwrap().written_at_ms, 1_800_000_000_000);
+            assert_eq!(
+                decode_for(&moved, &key, &alice).unwrap().written_at_ms,
+                1_800_000_000_000
+            );
         }
         assert!(peek(b"RPR3").is_none() && restamp(b"junk", 1).is_none());
     }

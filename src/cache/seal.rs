@@ -235,9 +235,15 @@ mod tests {
         assert!(sealer.tenant("sk-alice").open(b"key-1", &value).is_some());
         assert!(sealer.tenant("sk-bob").open(b"key-1", &value).is_none());
         assert!(sealer.shared().open(b"key-1", &value).is_none());
-        assert!(alice.open(b"key-2", &value).is_none(), "moved under another key");
+        assert!(
+            alice.open(b"key-2", &value).is_none(),
+            "moved under another key"
+        );
         let other_secret = Sealer::per_tenant(b"another secret, also 32 bytes long!!");
-        assert!(other_secret.tenant("sk-alice").open(b"key-1", &value).is_none());
+        assert!(other_secret
+            .tenant("sk-alice")
+            .open(b"key-1", &value)
+            .is_none());
         let mut flipped = value.clone();
         flipped[NONCE_LEN] ^= 1;
         assert!(alice.open(b"key-1", &flipped).is_none());

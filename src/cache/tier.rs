@@ -89,7 +89,8 @@ impl Tiers {
             if let Some(entry) = redis
                 .get(&redis_key, key, sealing)
                 .await
-                .filter(|e| acceptable(e)) {
+                .filter(|e| acceptable(e))
+            {
                 let entry = Arc::new(entry);
                 if entry.is_fresh() {
                     if let Some(memory) = &self.memory {
@@ -115,7 +116,13 @@ impl Tiers {
         if let Some(redis) = &self.redis {
             let expire = entry.keep_for(self.grace);
             redis
-                .set(&redis.entry_key(namespace, &key), &key, entry, sealing, expire)
+                .set(
+                    &redis.entry_key(namespace, &key),
+                    &key,
+                    entry,
+                    sealing,
+                    expire,
+                )
                 .await;
         }
     }
@@ -150,11 +157,23 @@ impl Tiers {
     }
 
     /// Writes to every tier (called off the response path).
-    pub async fn store(&self, key: CacheKey, namespace: &str, sealing: &Sealing, entry: Arc<Entry>) {
+    pub async fn store(
+        &self,
+        key: CacheKey,
+        namespace: &str,
+        sealing: &Sealing,
+        entry: Arc<Entry>,
+    ) {
         if let Some(redis) = &self.redis {
             let expire = entry.keep_for(self.grace);
             redis
-                .set(&redis.entry_key(namespace, &key), &key, &entry, sealing, expire)
+                .set(
+                    &redis.entry_key(namespace, &key),
+                    &key,
+                    &entry,
+                    sealing,
+                    expire,
+                )
                 .await;
         }
         if let Some(memory) = &self.memory {

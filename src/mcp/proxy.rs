@@ -343,11 +343,7 @@ impl StorePlan {
     fn store(self, result: Bytes) -> Option<Work> {
         let verdict = judge(&result, self.ttl, self.public.is_some())?;
         let (key, namespace, sealing) = match (verdict.public, self.public) {
-            (true, Some(k)) => (
-                k,
-                PUBLIC_NAMESPACE.to_owned(),
-                self.mcp.app.sealer.shared(),
-            ),
+            (true, Some(k)) => (k, PUBLIC_NAMESPACE.to_owned(), self.mcp.app.sealer.shared()),
             _ => self.private,
         };
         let origin = Origin {

@@ -48,8 +48,7 @@ pub async fn forward_and_store(
                         key: &key,
                         sealing: &request.sealing,
                     };
-                    if let Some(entry) = wait_for_remote(usable, &remote, cfg.wait_timeout).await
-                    {
+                    if let Some(entry) = wait_for_remote(usable, &remote, cfg.wait_timeout).await {
                         let entry = Arc::new(entry);
                         if let Some(guard) = guard.take() {
                             guard.complete(Outcome::Shared(entry.clone()));
@@ -295,7 +294,11 @@ async fn wait_for_remote(
     timeout: Duration,
 ) -> Option<Entry> {
     let give_up = tokio::time::Instant::now() + timeout;
-    let fetch = || remote.redis.get(remote.entry_key, remote.key, remote.sealing);
+    let fetch = || {
+        remote
+            .redis
+            .get(remote.entry_key, remote.key, remote.sealing)
+    };
     while tokio::time::Instant::now() < give_up {
         tokio::time::sleep(Duration::from_millis(20)).await;
         if let Some(entry) = fetch().await.filter(&usable) {

@@ -198,9 +198,11 @@ pub async fn import(
                 if stored {
                     Ok(())
                 } else {
-                    Err("the value does not open with this deployment's secret and your key, \
+                    Err(
+                        "the value does not open with this deployment's secret and your key, \
                          and there is no Redis tier to keep it sealed"
-                        .to_owned())
+                            .to_owned(),
+                    )
                 }
             }
             Err(e) => Err(e),

@@ -185,6 +185,9 @@ pub struct CacheConfig {
     /// When the client of a streaming miss disconnects: `finish` reading the
     /// provider's stream and store it, or `cancel` it to save tokens.
     pub stream_on_disconnect: StreamDisconnect,
+    /// Refresh-ahead budget (rules with `refresh_ahead`): at most this many
+    /// background re-fetches in any 60 seconds, per instance. 0 = none.
+    pub refresh_max_per_minute: u32,
     pub memory: MemoryConfig,
     pub redis: RedisConfig,
     pub single_flight: SingleFlightConfig,
@@ -539,6 +542,7 @@ impl Default for CacheConfig {
             backend: Backend::Memory,
             stale_grace: Duration::ZERO,
             stream_on_disconnect: StreamDisconnect::Finish,
+            refresh_max_per_minute: 60,
             memory: MemoryConfig::default(),
             redis: RedisConfig::default(),
             single_flight: SingleFlightConfig::default(),
@@ -650,6 +654,35 @@ pub enum ConfigError {
     Parse(#[from] Box<figment::Error>),
     #[error("configuration: `{field}`: {message}")]
     Invalid { field: String, message: String },
+}
+
+/// A rule's refresh-ahead settings that cannot work: (field, message).
+fn refresh_problem(rule: &crate::cache::mode::CacheRule) -> Option<(&'static str, String)> {
+    if !rule.refresh_ahead {
+        if rule.refresh_min_hits.is_some() {
+            return Some(("refresh_min_hits", "needs refresh_ahead = true".into()));
+        }
+        if rule.refresh_window.is_some() {
+            return Some(("refresh_window", "needs refresh_ahead = true".into()));
+        }
+        return None;
+    }
+    if rule.refresh_min_hits == Some(0) {
+        return Some(("refresh_min_hits", "must be at least 1".into()));
+    }
+    if let Some(problem) = rule.refresh_window.and_then(|w| w.problem()) {
+        return Some(("refresh_window", problem.into()));
+    }
+    if rule
+        .mode
+        .is_some_and(|m| m != crate::cache::mode::Mode::Cache)
+    {
+        return Some((
+            "refresh_ahead",
+            "needs mode = \"cache\" (a refresh writes what hits serve)".into(),
+        ));
+    }
+    None
 }
 
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
@@ -800,6 +833,15 @@ impl Config {
                     "needs non-empty patterns",
                 ));
             }
+            if let Some((field, message)) = refresh_problem(rule) {
+                return Err(invalid(format!("cache.rules[{i}].{field}"), message));
+            }
+        }
+        if self.cache.refresh_max_per_minute > crate::cache::refresh::MAX_PER_MINUTE {
+            return Err(invalid(
+                "cache.refresh_max_per_minute",
+                format!("must be at most {}", crate::cache::refresh::MAX_PER_MINUTE),
+            ));
         }
         if let Some((field, message)) = self.trace.problem() {
             return Err(invalid(field, message));

@@ -41,6 +41,8 @@ pub struct AppState {
     pub tracer: crate::trace::Tracer,
     /// Seals Redis values and dumps (`cache.encryption`).
     pub sealer: Sealer,
+    /// Refresh-ahead hit counts and budget (per instance).
+    pub refresher: crate::cache::refresh::Refresher,
     /// Keys that see every namespace in `/v1/cache/stats`.
     admin_keys: HashSet<String>,
     /// Keys callers must present; empty = open.
@@ -68,6 +70,7 @@ impl AppState {
             top: Default::default(),
             tracer: crate::trace::Tracer::new(&config.trace)?,
             sealer: config.cache.sealer()?,
+            refresher: crate::cache::refresh::Refresher::new(config.cache.refresh_max_per_minute),
             admin_keys: config.admin_keys().into_iter().collect(),
             caller_keys: config.caller_keys().into_iter().collect(),
             metrics_keys: config.metrics_keys().into_iter().collect(),

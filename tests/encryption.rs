@@ -12,6 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use common::redis::RedisServer;
 use common::{config_for, Mock, Proxy, Reply};
+use reprise::cache::mode::CacheRule;
 use reprise::cache::seal::Encryption;
 use reprise::config::{Backend, Config};
 use reprise::pipeline::credential_namespace;
@@ -30,6 +31,12 @@ fn sealed_config(mock: &Mock, redis: &RedisServer, secret_var: Option<&str>) -> 
     config.cache.backend = Backend::Tiered;
     config.cache.redis.url = redis.url();
     config.cache.redis.op_timeout = Duration::from_millis(500);
+    // Refresh-ahead keeps the caller's request (the prompt) in the value too.
+    config.cache.rules = vec![CacheRule {
+        models: vec!["gpt-4o-mini".into()],
+        refresh_ahead: true,
+        ..CacheRule::default()
+    }];
     if let Some(var) = secret_var {
         config.cache.encryption = Encryption::PerTenant;
         config.cache.encryption_key_env = Some(var.into());

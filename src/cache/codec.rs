@@ -4,7 +4,7 @@
 //! miss (and gets overwritten by the next write).
 //!
 //! ```text
-//! "RPR3"            magic + format version (RPR1/RPR2 values decode to a miss)
+//! "RPR4"            magic + format version (RPR1-RPR3 values decode to a miss)
 //! u8   flags        bit 0: body is LZ4 (size-prepended); bit 1: an OpenAI stream;
 //!                   bit 2: an Anthropic SSE stream; bit 3: body is sealed
 //! u64  written_at   ms since the Unix epoch
@@ -16,13 +16,16 @@
 //! u64  upstream_ms  provider latency, u64::MAX = unknown
 //! u16  len + bytes  namespace, then model, then endpoint
 //! u16  len + bytes  custom key (len u16::MAX = none)
-//! ...  body         sealed: nonce (12) | ciphertext of the (LZ4'd) body | tag (16),
-//!                   the 32-byte cache key as associated data
+//! ---- payload: in clear, or sealed as a whole ----
+//! u32  len + bytes  the caller's request, kept for refresh-ahead (len u32::MAX = none)
+//! ...  body
 //! ```
-//! All integers little-endian. The header stays readable (purges, clean-up
-//! and export work on it without a tenant's credential); only the body — the
-//! answer — is sealed. RPR3 bumped the version so an older instance sharing
-//! the Redis never serves a sealed body as an answer.
+//! Sealed, the payload is `nonce (12) | ciphertext | tag (16)` with the
+//! 32-byte cache key as associated data. All integers little-endian. The
+//! header stays readable (purges, clean-up and export work on it without a
+//! tenant's credential); the payload — the prompt kept for refresh-ahead and
+//! the answer — is sealed. RPR4 (the sealed flag) moved the version so an
+//! older instance sharing the Redis never serves a sealed payload.
 
 use std::time::Duration;
 
@@ -34,7 +37,7 @@ use super::key::CacheKey;
 use super::seal::{Sealer, Sealing, OVERHEAD};
 use super::ttl::Ttl;
 
-const MAGIC: &[u8; 4] = b"RPR3";
+const MAGIC: &[u8; 4] = b"RPR4";
 const FLAG_LZ4: u8 = 1;
 const FLAG_STREAM: u8 = 2;
 const FLAG_ANTHROPIC_SSE: u8 = 4;
@@ -96,8 +99,13 @@ pub fn encode_for(
         .usage
         .as_deref()
         .filter(|u| u.len() < u32::MAX as usize);
+    let request = entry
+        .request
+        .as_deref()
+        .filter(|r| r.len() < u32::MAX as usize);
+    let payload_len = 4 + request.map_or(0, <[u8]>::len) + body.len();
     let mut out = BytesMut::with_capacity(
-        HEADER + 4 + usage.map_or(0, <[u8]>::len) + ct.len() + body.len() + OVERHEAD,
+        HEADER + 4 + usage.map_or(0, <[u8]>::len) + ct.len() + payload_len + OVERHEAD,
     );
     out.put_slice(MAGIC);
     out.put_u8(flags);
@@ -117,12 +125,24 @@ pub fn encode_for(
     out.put_u16_le(ct_len);
     out.put_slice(&ct[..usize::from(ct_len)]);
     put_origin(&mut out, &entry.origin);
+    let put_payload = |out: &mut BytesMut| {
+        match request {
+            Some(r) => {
+                out.put_u32_le(r.len() as u32);
+                out.put_slice(r);
+            }
+            None => out.put_u32_le(u32::MAX),
+        }
+        out.put_slice(body);
+    };
     if sealing.is_on() {
-        if !sealing.seal_into(&mut out, &key.0, body) {
+        let mut payload = BytesMut::with_capacity(payload_len);
+        put_payload(&mut payload);
+        if !sealing.seal_into(&mut out, &key.0, &payload) {
             return None;
         }
     } else {
-        out.put_slice(body);
+        put_payload(&mut out);
     }
     Some(out.freeze())
 }
@@ -276,18 +296,17 @@ pub fn decode(bytes: &[u8]) -> Option<Entry> {
 /// it off, so turning encryption on never serves what was stored in clear.
 pub fn decode_for(bytes: &[u8], key: &CacheKey, sealing: &Sealing) -> Result<Entry, Undecodable> {
     let h = header(bytes).ok_or(Undecodable::Corrupt)?;
-    let raw_body = bytes.get(h.body_at..).ok_or(Undecodable::Corrupt)?;
+    let payload = bytes.get(h.body_at..).ok_or(Undecodable::Corrupt)?;
     let opened;
-    let raw_body: &[u8] = match (h.meta.sealed, sealing.is_on()) {
-        (false, false) => raw_body,
+    let payload: &[u8] = match (h.meta.sealed, sealing.is_on()) {
+        (false, false) => payload,
         (true, true) => {
-            opened = sealing
-                .open(&key.0, raw_body)
-                .ok_or(Undecodable::Unopened)?;
+            opened = sealing.open(&key.0, payload).ok_or(Undecodable::Unopened)?;
             &opened
         }
         _ => return Err(Undecodable::Unopened),
     };
+    let (request, raw_body) = split_payload(payload).ok_or(Undecodable::Corrupt)?;
     let body = if h.flags & FLAG_LZ4 != 0 {
         Bytes::from(
             lz4_flex::decompress_size_prepended(raw_body).map_err(|_| Undecodable::Corrupt)?,
@@ -319,8 +338,22 @@ pub fn decode_for(bytes: &[u8], key: &CacheKey, sealing: &Sealing) -> Result<Ent
         total_tokens: h.total_tokens,
         usage: h.usage,
         origin,
+        request,
         derived: Default::default(),
     })
+}
+
+/// The kept request and the (possibly compressed) body of a payload.
+fn split_payload(payload: &[u8]) -> Option<(Option<Bytes>, &[u8])> {
+    let len = u32::from_le_bytes(payload.get(..4)?.try_into().ok()?);
+    if len == u32::MAX {
+        return Some((None, payload.get(4..)?));
+    }
+    let end = 4usize.checked_add(len as usize)?;
+    Some((
+        Some(Bytes::copy_from_slice(payload.get(4..end)?)),
+        payload.get(end..)?,
+    ))
 }
 
 #[cfg(test)]
@@ -364,7 +397,13 @@ mod tests {
             assert_eq!(d.usage, e.usage);
             assert_eq!(d.origin, e.origin);
             assert_eq!(d.origin.upstream_ms, Some(840));
+            assert_eq!(d.request, None);
         }
+        let kept = entry(b"{}".to_vec(), Ttl::Forever)
+            .with_request(Some(Bytes::from_static(br#"{"model":"m","messages":[]}"#)));
+        let d = decode(&encode(&kept, 0)).unwrap();
+        assert_eq!(d.request, kept.request);
+        assert_eq!(d.body, kept.body);
     }
 
     #[test]
@@ -378,14 +417,23 @@ mod tests {
     fn garbage_and_other_versions_are_rejected() {
         assert!(decode(b"").is_none());
         assert!(decode(b"not an entry at all, just some bytes").is_none());
-        let mut v4 = encode(&entry(b"{}".to_vec(), Ttl::Forever), 0).to_vec();
-        v4[3] = b'4';
-        assert!(decode(&v4).is_none());
-        // RPR2 (same layout, no sealed flag): a miss, so an old value is
-        // never mistaken for a new one or the other way round.
-        let mut v2 = encode(&entry(b"{}".to_vec(), Ttl::Forever), 0).to_vec();
-        v2[3] = b'2';
-        assert!(decode(&v2).is_none());
+        let mut v5 = encode(&entry(b"{}".to_vec(), Ttl::Forever), 0).to_vec();
+        v5[3] = b'5';
+        assert!(decode(&v5).is_none());
+        // RPR3 (same layout, no sealed flag) and RPR2 (no request section):
+        // misses, so an old value is never mistaken for a new one or back.
+        for old in [b'3', b'2'] {
+            let mut v = encode(&entry(b"{}".to_vec(), Ttl::Forever), 0).to_vec();
+            v[3] = old;
+            assert!(decode(&v).is_none());
+        }
+        // A request length running past the value is a miss too.
+        let kept =
+            entry(b"{}".to_vec(), Ttl::Forever).with_request(Some(Bytes::from_static(b"{}")));
+        let mut cut = encode(&kept, 0).to_vec();
+        let n = cut.len();
+        cut.truncate(n - 3);
+        assert!(decode(&cut).is_none());
         // The format before (RPR1, no origin section) is a miss, not a panic.
         let mut v1 = encode(&entry(b"{}".to_vec(), Ttl::Forever), 0).to_vec();
         v1[3] = b'1';
@@ -407,11 +455,15 @@ mod tests {
             br#"{"answer":"the secret plan"}"#.to_vec(),
             br#"{"answer":"the secret plan, again and again"}"#.repeat(200),
         ] {
-            let e = entry(body, Ttl::After(Duration::from_secs(60)));
+            let e = entry(body, Ttl::After(Duration::from_secs(60))).with_request(Some(
+                Bytes::from_static(br#"{"messages":[{"content":"my private question"}]}"#),
+            ));
             let sealed = encode_for(&e, 64, &key, &alice).unwrap();
             assert!(!sealed.windows(11).any(|w| w == b"secret plan"));
+            assert!(!sealed.windows(16).any(|w| w == b"private question"));
             let back = decode_for(&sealed, &key, &alice).unwrap();
             assert_eq!((back.body, back.origin), (e.body.clone(), e.origin.clone()));
+            assert_eq!(back.request, e.request);
             assert_eq!(
                 decode_for(&sealed, &key, &bob).unwrap_err(),
                 Undecodable::Unopened
@@ -440,6 +492,6 @@ mod tests {
                 1_800_000_000_000
             );
         }
-        assert!(peek(b"RPR3").is_none() && restamp(b"junk", 1).is_none());
+        assert!(peek(b"RPR4").is_none() && restamp(b"junk", 1).is_none());
     }
 }

@@ -15,6 +15,7 @@ pub mod namespace;
 pub mod outcome;
 pub mod policy;
 pub mod redis;
+pub mod refresh;
 pub mod seal;
 pub mod tier;
 pub mod ttl;

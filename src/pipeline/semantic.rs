@@ -265,6 +265,7 @@ async fn matched_entry(
         .lookup(
             &candidate.key,
             &request.namespace,
+            &request.sealing,
             request.directives.max_age,
             |e| request.not_purged(&candidate.key, e),
         )

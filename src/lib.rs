@@ -18,6 +18,7 @@ pub mod dashboard;
 pub mod error;
 pub mod json;
 pub mod mcp;
+pub mod percpu;
 pub mod pipeline;
 pub mod providers;
 pub mod render;

@@ -135,6 +135,13 @@ fn get_origin(bytes: &[u8], at: usize) -> Option<(Origin, usize)> {
 
 /// Decodes a value; None for anything corrupt or of an unknown version.
 pub fn decode(bytes: &[u8]) -> Option<Entry> {
+    decode_owned(Bytes::copy_from_slice(bytes))
+}
+
+/// [`decode`] of a value the caller owns (a Redis reply): the body and usage
+/// are slices of it, not copies. The value is the entry's own bytes (a few
+/// header bytes more than the body), so the slices pin nothing larger.
+pub fn decode_owned(bytes: Bytes) -> Option<Entry> {
     if bytes.len() < HEADER || &bytes[..4] != MAGIC {
         return None;
     }
@@ -150,18 +157,19 @@ pub fn decode(bytes: &[u8]) -> Option<Entry> {
         (None, 33)
     } else {
         let end = 33 + usage_len as usize;
-        (Some(Bytes::copy_from_slice(bytes.get(33..end)?)), end)
+        bytes.get(33..end)?;
+        (Some(bytes.slice(33..end)), end)
     };
     let ct_len = usize::from(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?));
     let content_type = std::str::from_utf8(bytes.get(at + 2..at + 2 + ct_len)?)
         .ok()?
         .to_owned();
-    let (origin, at) = get_origin(bytes, at + 2 + ct_len)?;
+    let (origin, at) = get_origin(&bytes, at + 2 + ct_len)?;
     let raw_body = bytes.get(at..)?;
     let body = if flags & FLAG_LZ4 != 0 {
         Bytes::from(lz4_flex::decompress_size_prepended(raw_body).ok()?)
     } else {
-        Bytes::copy_from_slice(raw_body)
+        bytes.slice(at..)
     };
     let age = Duration::from_millis(unix_ms_now().saturating_sub(written_at_ms));
     let now = Instant::now();

@@ -120,7 +120,7 @@ impl RedisTier {
         let bytes: Vec<u8> = self
             .run::<Option<Vec<u8>>>(redis::cmd("GET").arg(key), "GET")
             .await??;
-        let entry = codec::decode(&bytes);
+        let entry = codec::decode_owned(Bytes::from(bytes));
         if entry.is_none() {
             metrics::counter!("reprise_redis_corrupt_entries_total").increment(1);
             tracing::debug!("undecodable redis entry treated as a miss");

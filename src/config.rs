@@ -88,6 +88,14 @@ pub struct ServerConfig {
     /// Name of an environment variable holding comma-separated admin keys:
     /// they see every namespace in `/v1/cache/stats`.
     pub admin_keys_env: Option<String>,
+    /// Name of an environment variable holding comma-separated keys that may
+    /// read `/metrics` (admin keys may too). Unset: `/metrics` answers only
+    /// loopback peers.
+    pub metrics_keys_env: Option<String>,
+    /// Start even when listening on a non-loopback address with server-held
+    /// provider keys and no caller keys (anyone reaching the port spends
+    /// those keys). Off: reprise refuses to start in that case.
+    pub allow_open_proxy: bool,
 }
 
 /// Caps and deadlines on what callers and providers can make reprise hold.
@@ -106,6 +114,21 @@ pub struct LimitsConfig {
     /// Longest `model` name (and other caller-chosen names), in bytes; longer
     /// is a 400.
     pub max_name_bytes: usize,
+    /// Time a client has to send a complete request head (HTTP/1); an idle
+    /// keep-alive connection is closed after it too.
+    #[serde(with = "humantime_serde_compat")]
+    pub header_read_timeout: Duration,
+    /// Time a client has to send the whole request body; past it: 408.
+    #[serde(with = "humantime_serde_compat")]
+    pub body_read_timeout: Duration,
+    /// Open client connections; one more is answered 503 and closed at once.
+    pub max_connections: usize,
+    /// Requests being handled (streams until their last byte); one more is
+    /// answered 503 with `Retry-After` (load shedding).
+    pub max_in_flight: usize,
+    /// The `Retry-After` of a shed request (whole seconds, at least 1).
+    #[serde(with = "humantime_serde_compat")]
+    pub shed_retry_after: Duration,
 }
 
 impl Default for LimitsConfig {
@@ -115,6 +138,11 @@ impl Default for LimitsConfig {
             max_sse_event_bytes: 1024 * 1024,
             stream_deadline: Duration::from_secs(30 * 60),
             max_name_bytes: 400,
+            header_read_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(30),
+            max_connections: 4096,
+            max_in_flight: 1024,
+            shed_retry_after: Duration::from_secs(1),
         }
     }
 }
@@ -134,6 +162,10 @@ pub struct CacheConfig {
     pub ttl: Ttl,
     /// Share entries between callers with different credentials.
     pub shared_namespace: bool,
+    /// What a custom key (`x-cache-key`) is scoped by besides the namespace:
+    /// `model` (default; the same custom key under another model is another
+    /// entry) or `namespace` (shared by every model of the namespace).
+    pub custom_key_scope: crate::cache::key::CustomKeyScope,
     /// Responses larger than this are served but not stored.
     pub max_entry_bytes: usize,
     /// Where entries live: `memory` (L1 only), `redis` (L2 only) or `tiered`
@@ -146,6 +178,9 @@ pub struct CacheConfig {
     /// When the client of a streaming miss disconnects: `finish` reading the
     /// provider's stream and store it, or `cancel` it to save tokens.
     pub stream_on_disconnect: StreamDisconnect,
+    /// Refresh-ahead budget (rules with `refresh_ahead`): at most this many
+    /// background re-fetches in any 60 seconds, per instance. 0 = none.
+    pub refresh_max_per_minute: u32,
     pub memory: MemoryConfig,
     pub redis: RedisConfig,
     pub single_flight: SingleFlightConfig,
@@ -447,6 +482,8 @@ impl Default for ServerConfig {
             api_keys: Vec::new(),
             api_keys_env: None,
             admin_keys_env: None,
+            metrics_keys_env: None,
+            allow_open_proxy: false,
         }
     }
 }
@@ -460,10 +497,12 @@ impl Default for CacheConfig {
             rules: Vec::new(),
             ttl: Ttl::After(Duration::from_secs(3600)),
             shared_namespace: false,
+            custom_key_scope: crate::cache::key::CustomKeyScope::Model,
             max_entry_bytes: 4 * 1024 * 1024,
             backend: Backend::Memory,
             stale_grace: Duration::ZERO,
             stream_on_disconnect: StreamDisconnect::Finish,
+            refresh_max_per_minute: 60,
             memory: MemoryConfig::default(),
             redis: RedisConfig::default(),
             single_flight: SingleFlightConfig::default(),
@@ -577,6 +616,35 @@ pub enum ConfigError {
     Invalid { field: String, message: String },
 }
 
+/// A rule's refresh-ahead settings that cannot work: (field, message).
+fn refresh_problem(rule: &crate::cache::mode::CacheRule) -> Option<(&'static str, String)> {
+    if !rule.refresh_ahead {
+        if rule.refresh_min_hits.is_some() {
+            return Some(("refresh_min_hits", "needs refresh_ahead = true".into()));
+        }
+        if rule.refresh_window.is_some() {
+            return Some(("refresh_window", "needs refresh_ahead = true".into()));
+        }
+        return None;
+    }
+    if rule.refresh_min_hits == Some(0) {
+        return Some(("refresh_min_hits", "must be at least 1".into()));
+    }
+    if let Some(problem) = rule.refresh_window.and_then(|w| w.problem()) {
+        return Some(("refresh_window", problem.into()));
+    }
+    if rule
+        .mode
+        .is_some_and(|m| m != crate::cache::mode::Mode::Cache)
+    {
+        return Some((
+            "refresh_ahead",
+            "needs mode = \"cache\" (a refresh writes what hits serve)".into(),
+        ));
+    }
+    None
+}
+
 fn invalid(field: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         field: field.into(),
@@ -658,6 +726,23 @@ impl Config {
                 return Err(invalid(field, "must be at most 365 days"));
             }
         }
+        for (field, d) in [
+            ("limits.header_read_timeout", limits.header_read_timeout),
+            ("limits.body_read_timeout", limits.body_read_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(invalid(field, "must be greater than 0"));
+            }
+        }
+        // Tokio semaphores hold at most usize::MAX >> 3 permits; far beyond sane.
+        for (field, n) in [
+            ("limits.max_connections", limits.max_connections),
+            ("limits.max_in_flight", limits.max_in_flight),
+        ] {
+            if n == 0 || n > 1_000_000 {
+                return Err(invalid(field, "must be between 1 and 1000000"));
+            }
+        }
         if self.cache.memory.max_bytes == 0 {
             return Err(invalid("cache.memory.max_bytes", "must be greater than 0"));
         }
@@ -707,6 +792,15 @@ impl Config {
                     "needs non-empty patterns",
                 ));
             }
+            if let Some((field, message)) = refresh_problem(rule) {
+                return Err(invalid(format!("cache.rules[{i}].{field}"), message));
+            }
+        }
+        if self.cache.refresh_max_per_minute > crate::cache::refresh::MAX_PER_MINUTE {
+            return Err(invalid(
+                "cache.refresh_max_per_minute",
+                format!("must be at most {}", crate::cache::refresh::MAX_PER_MINUTE),
+            ));
         }
         if let Some((field, message)) = self.trace.problem() {
             return Err(invalid(field, message));
@@ -848,6 +942,47 @@ impl Config {
     /// Admin keys from the `admin_keys_env` variable.
     pub fn admin_keys(&self) -> Vec<String> {
         keys_from_env(self.server.admin_keys_env.as_deref())
+    }
+
+    /// Keys that may read `/metrics`, from the `metrics_keys_env` variable.
+    pub fn metrics_keys(&self) -> Vec<String> {
+        keys_from_env(self.server.metrics_keys_env.as_deref())
+    }
+
+    /// Refuses an open proxy: listening on `addr` (not loopback) while the
+    /// server holds provider keys and callers need none, unless
+    /// `server.allow_open_proxy` says so.
+    pub fn check_exposure(&self, addr: std::net::SocketAddr) -> Result<(), ConfigError> {
+        if addr.ip().is_loopback() || self.server.allow_open_proxy {
+            return Ok(());
+        }
+        if !self.caller_keys().is_empty() {
+            return Ok(());
+        }
+        let held: Vec<&str> = self
+            .providers
+            .iter()
+            .filter(|p| {
+                p.api_key_env
+                    .as_deref()
+                    .and_then(|v| std::env::var(v).ok())
+                    .is_some_and(|k| !k.trim().is_empty())
+            })
+            .map(|p| p.name.as_str())
+            .collect();
+        if held.is_empty() {
+            return Ok(());
+        }
+        Err(invalid(
+            "server.allow_open_proxy",
+            format!(
+                "reprise listens on {addr} (not loopback) with server-held keys for {} and \
+                 no caller keys: anyone who reaches the port would spend them. Set caller \
+                 keys (server.api_keys_env, e.g. REPRISE_API_KEYS), listen on 127.0.0.1, \
+                 or set server.allow_open_proxy = true to accept an open proxy",
+                held.join(", ")
+            ),
+        ))
     }
 }
 

@@ -18,7 +18,13 @@ pub enum ProxyError {
     Unauthorized(String),
     #[error("{0}")]
     ModelNotFound(String),
-    /// Authenticated, but not allowed (an admin-only operation).
+    #[error("the request body did not arrive within {millis} ms")]
+    RequestTimeout { millis: u64 },
+    #[error(
+        "reprise is at its limit of {limit} requests in flight; retry after {retry_after_secs} s"
+    )]
+    Overloaded { limit: usize, retry_after_secs: u64 },
+    /// Authenticated, but not allowed (an admin-only operation, `/metrics`).
     #[error("{0}")]
     Forbidden(String),
     #[error("the response is not in the cache (Cache-Control: only-if-cached)")]
@@ -46,8 +52,10 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ProxyError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            ProxyError::ModelNotFound(_) => StatusCode::NOT_FOUND,
             ProxyError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ProxyError::ModelNotFound(_) => StatusCode::NOT_FOUND,
+            ProxyError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            ProxyError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::UpstreamConnect { .. } | ProxyError::UpstreamBroken { .. } => {
                 StatusCode::BAD_GATEWAY
@@ -62,6 +70,8 @@ impl ProxyError {
         match self {
             ProxyError::BadRequest { code, .. } => ("invalid_request_error", *code),
             ProxyError::Unauthorized(_) => ("invalid_request_error", Some("invalid_api_key")),
+            ProxyError::RequestTimeout { .. } => ("invalid_request_error", Some("request_timeout")),
+            ProxyError::Overloaded { .. } => ("server_error", Some("overloaded")),
             ProxyError::ModelNotFound(_) => ("invalid_request_error", Some("model_not_found")),
             ProxyError::Forbidden(_) => ("permission_error", Some("insufficient_permissions")),
             ProxyError::PayloadTooLarge { .. } => {
@@ -98,6 +108,8 @@ impl ProxyError {
             401 => "authentication_error",
             403 => "permission_error",
             404 => "not_found_error",
+            408 => "timeout_error",
+            503 => "overloaded_error",
             504 => "timeout_error",
             _ => "api_error",
         };
@@ -107,7 +119,28 @@ impl ProxyError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        self.add_headers(&mut response);
         response
+    }
+
+    /// Headers some errors carry: `Retry-After` on a shed request, and
+    /// `Connection: close` when the body was left unread (408).
+    fn add_headers(&self, response: &mut Response) {
+        match self {
+            ProxyError::Overloaded {
+                retry_after_secs, ..
+            } => {
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            ProxyError::RequestTimeout { .. } => {
+                response
+                    .headers_mut()
+                    .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
+        }
     }
 }
 
@@ -120,6 +153,7 @@ impl IntoResponse for ProxyError {
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         );
+        self.add_headers(&mut response);
         response
     }
 }

@@ -1,11 +1,28 @@
 //! reprise: an OpenAI-compatible caching reverse proxy for LLM APIs.
 //!
-//! Middleware order, outermost first (see [`app`]):
+//! Middleware order, outermost first (see [`app`] and [`limits`]):
+//! 0. the accept loop (`limits::connections`) — `limits.max_connections`
+//!    (one more is answered 503 and closed), `limits.header_read_timeout`
+//!    (a request head still incomplete after it closes the connection), the
+//!    peer address as `ConnectInfo`;
 //! 1. `TraceLayer` — one span per request (method, path, status, latency);
-//! 2. `DefaultBodyLimit` — bodies over `server.body_limit_bytes` are refused
-//!    (the route turns the rejection into an OpenAI-shaped 413);
-//! 3. the route handler — parse and validate, then `pipeline::run`
-//!    (authentication, directives, routing, key, tiers, upstream, store).
+//! 2. `DefaultBodyLimit` — the routes' own body extractor cap;
+//! 3. `limits::requests::shed` — `limits.max_in_flight` requests (streams
+//!    until their last byte); one more gets 503 + `Retry-After`
+//!    (`/health`, `/ready`, `/metrics` are exempt);
+//! 4. per route group:
+//!    - API routes (`api` in [`app`]: completions, messages, embeddings,
+//!      batch, models, `/v1/cache/*` admin and operator routes, `/mcp/*`):
+//!      `server::guard::authenticate_first`
+//!      (401 from the headers alone, before any body byte is read), then
+//!      `limits::requests::read_body` (`server.body_limit_bytes` → 413
+//!      before reading when declared, `limits.body_read_timeout` → 408);
+//!    - `/metrics`: `server::guard::metrics_access` (a metrics/admin key, or
+//!      a loopback peer when no metrics keys are configured);
+//!    - `/health`, `/ready`, `/dashboard` (static files; its data requests
+//!      carry the key to the API routes): no credential;
+//! 5. the route handler — parse and validate, then `pipeline::run`
+//!    (directives, routing, key, tiers, upstream, store).
 
 #![forbid(unsafe_code)]
 
@@ -17,6 +34,7 @@ pub mod cost;
 pub mod dashboard;
 pub mod error;
 pub mod json;
+pub mod limits;
 pub mod mcp;
 pub mod percpu;
 pub mod pipeline;
@@ -34,8 +52,8 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
+use axum::middleware::from_fn_with_state;
 use axum::routing::{delete, get, post};
-use axum::serve::ListenerExt;
 use axum::Router;
 use tokio::net::TcpListener;
 use tower_http::trace::TraceLayer;
@@ -61,7 +79,15 @@ pub enum RunError {
 /// The router for a given state.
 pub fn app(state: Arc<AppState>) -> Router {
     let limit = state.config.server.body_limit_bytes;
-    Router::new()
+    let limits = &state.config.limits;
+    let body_read = limits::requests::BodyRead {
+        timeout: limits.body_read_timeout,
+        limit,
+    };
+    let in_flight = limits::requests::InFlight::new(limits.max_in_flight, limits.shed_retry_after);
+    // Routes that need a caller credential: authenticated before the body
+    // is read (layers run bottom-up: the last added runs first).
+    let api = Router::new()
         .route("/v1/chat/completions", post(server::chat::completions))
         .route(
             "/v1/batch/chat/completions",
@@ -74,8 +100,6 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/cache/stats", get(server::admin::stats))
         .route("/v1/cache/stats/series", get(server::series::series))
         .route("/v1/cache/top", get(server::top::top))
-        .route("/dashboard", get(dashboard::page))
-        .route("/dashboard/{file}", get(dashboard::file))
         .route("/v1/cache/purge", post(server::purge::purge))
         .route("/v1/cache/get", post(server::direct::get))
         .route("/v1/cache/set", post(server::direct::set))
@@ -87,11 +111,27 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/cache/profile", get(server::profile::live))
         .route("/v1/cache/export", get(server::export::export))
         .route("/v1/cache/import", post(server::export::import))
-        .route("/metrics", get(server::admin::metrics))
+        .merge(mcp::router(state.clone()))
+        .layer(from_fn_with_state(body_read, limits::requests::read_body))
+        .layer(from_fn_with_state(
+            state.clone(),
+            server::guard::authenticate_first,
+        ));
+    let metrics = get(server::admin::metrics).layer(from_fn_with_state(
+        state.clone(),
+        server::guard::metrics_access,
+    ));
+    Router::new()
+        .merge(api)
+        .route("/metrics", metrics)
         .route("/health", get(server::ops::health))
         .route("/ready", get(server::ops::ready))
-        .merge(mcp::router(state.clone()))
+        // Static files only: the page asks for a key and sends it with
+        // every data request (a browser cannot add one to a navigation).
+        .route("/dashboard", get(dashboard::page))
+        .route("/dashboard/{file}", get(dashboard::file))
         .fallback(server::ops::not_found)
+        .layer(from_fn_with_state(in_flight, limits::requests::shed))
         .layer(DefaultBodyLimit::max(limit))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
@@ -105,22 +145,18 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
     config.validate()?;
+    let addr = listener.local_addr()?;
+    config.check_exposure(addr)?;
     crate::telemetry::spawn_upkeep();
+    let connection_limits = limits::connections::ConnectionLimits {
+        max_connections: config.limits.max_connections,
+        header_read_timeout: config.limits.header_read_timeout,
+    };
     let state = Arc::new(AppState::new(config)?);
     admin::sync::spawn(&state);
     admin::fleet::spawn(&state);
-    let addr = listener.local_addr()?;
     tracing::info!(%addr, "reprise listening on {addr}");
-    // TCP_NODELAY: streamed chunks must leave as written, not wait for
-    // Nagle's algorithm to meet the client's delayed ACK (a 40 ms stall).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    limits::connections::serve(listener, app(state), connection_limits, shutdown).await;
     tracing::info!("reprise stopped");
     Ok(())
 }

@@ -38,10 +38,14 @@ pub struct AppState {
     pub top: crate::admin::top::TopEntries,
     /// Trace file and live window (`[trace]`).
     pub tracer: crate::trace::Tracer,
+    /// Refresh-ahead hit counts and budget (per instance).
+    pub refresher: crate::cache::refresh::Refresher,
     /// Keys that see every namespace in `/v1/cache/stats`.
     admin_keys: HashSet<String>,
     /// Keys callers must present; empty = open.
     caller_keys: HashSet<String>,
+    /// Keys that may read `/metrics` (besides admin keys).
+    metrics_keys: HashSet<String>,
 }
 
 impl AppState {
@@ -62,8 +66,10 @@ impl AppState {
             fleet: Fleet::default(),
             top: Default::default(),
             tracer: crate::trace::Tracer::new(&config.trace)?,
+            refresher: crate::cache::refresh::Refresher::new(config.cache.refresh_max_per_minute),
             admin_keys: config.admin_keys().into_iter().collect(),
             caller_keys: config.caller_keys().into_iter().collect(),
+            metrics_keys: config.metrics_keys().into_iter().collect(),
             client,
             config,
         })
@@ -89,6 +95,32 @@ impl AppState {
             }
         }
         Ok(credential)
+    }
+
+    /// Whether this request may read `/metrics`: with metrics keys configured
+    /// (`server.metrics_keys_env`) it must present one of them or an admin
+    /// key; without, only loopback peers may.
+    pub fn may_read_metrics(&self, headers: &HeaderMap, loopback: bool) -> Result<(), ProxyError> {
+        let credential = caller_credential(headers);
+        let known = credential
+            .as_ref()
+            .is_some_and(|c| self.metrics_keys.contains(c) || self.admin_keys.contains(c));
+        if known {
+            return Ok(());
+        }
+        if !self.metrics_keys.is_empty() {
+            return Err(ProxyError::Unauthorized(
+                "/metrics requires a metrics key (Authorization: Bearer <key>)".into(),
+            ));
+        }
+        if loopback {
+            return Ok(());
+        }
+        Err(ProxyError::Forbidden(
+            "/metrics answers only loopback peers; set server.metrics_keys_env to read it \
+             from other hosts"
+                .into(),
+        ))
     }
 
     /// Whether this credential is an admin key.

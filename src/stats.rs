@@ -30,6 +30,31 @@ pub struct Record {
     pub usage: Option<bytes::Bytes>,
 }
 
+/// What one refresh-ahead attempt came to (`pipeline::refresh`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefreshOutcome {
+    /// The entry was replaced by a fresh answer.
+    Refreshed,
+    /// The provider failed; the old entry is kept until it expires.
+    Failed,
+    /// Due, but `cache.refresh_max_per_minute` was spent.
+    OverBudget,
+    /// Not needed after all: a miss was already fetching the key, or
+    /// another instance had refreshed it.
+    Skipped,
+}
+
+impl RefreshOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefreshOutcome::Refreshed => "refreshed",
+            RefreshOutcome::Failed => "failed",
+            RefreshOutcome::OverBudget => "over_budget",
+            RefreshOutcome::Skipped => "skipped",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Counters {
     pub requests: u64,
@@ -47,6 +72,11 @@ pub struct Counters {
     pub usd_spent: f64,
     pub usd_saved_by_cache: f64,
     pub usd_saved_by_provider_cache: f64,
+    /// Refresh-ahead outcomes (not requests: no caller waited on them).
+    pub refreshed: u64,
+    pub refresh_failed: u64,
+    pub refresh_over_budget: u64,
+    pub refresh_skipped: u64,
 }
 
 impl Counters {
@@ -91,6 +121,10 @@ impl Counters {
         self.usd_spent += o.usd_spent;
         self.usd_saved_by_cache += o.usd_saved_by_cache;
         self.usd_saved_by_provider_cache += o.usd_saved_by_provider_cache;
+        self.refreshed += o.refreshed;
+        self.refresh_failed += o.refresh_failed;
+        self.refresh_over_budget += o.refresh_over_budget;
+        self.refresh_skipped += o.refresh_skipped;
     }
 
     /// The JSON view: counters plus derived totals and the hit rate.
@@ -119,6 +153,12 @@ impl Counters {
                 "spent": round10(self.usd_spent),
                 "saved_by_cache": round10(self.usd_saved_by_cache),
                 "saved_by_provider_cache": round10(self.usd_saved_by_provider_cache),
+            },
+            "refresh": {
+                "refreshed": self.refreshed,
+                "failed": self.refresh_failed,
+                "over_budget": self.refresh_over_budget,
+                "skipped": self.refresh_skipped,
             },
         })
     }
@@ -207,6 +247,29 @@ impl Stats {
     /// How many threads hold counters (the contention check in tests).
     pub fn threads(&self) -> usize {
         self.slots.slots()
+    }
+
+    /// Counts a refresh-ahead attempt and what it spent, without counting
+    /// a request.
+    pub fn record_refresh(
+        &self,
+        namespace: &str,
+        kind: &'static str,
+        model: &str,
+        outcome: RefreshOutcome,
+        usd_spent: f64,
+    ) {
+        self.slots.with(|slots| {
+            if let Some(c) = slot(slots, namespace, kind, model) {
+                c.usd_spent += usd_spent;
+                match outcome {
+                    RefreshOutcome::Refreshed => c.refreshed += 1,
+                    RefreshOutcome::Failed => c.refresh_failed += 1,
+                    RefreshOutcome::OverBudget => c.refresh_over_budget += 1,
+                    RefreshOutcome::Skipped => c.refresh_skipped += 1,
+                }
+            }
+        });
     }
 
     /// Totals, by cache type and by model, for the namespaces `visible` accepts.

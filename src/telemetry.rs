@@ -102,6 +102,10 @@ fn describe() {
         "reprise_cache_oversized_total",
         "Responses served but too large to store"
     );
+    metrics::describe_counter!(
+        "reprise_refresh_total",
+        "Refresh-ahead attempts by outcome (refreshed, failed, over_budget, skipped)"
+    );
     metrics::describe_gauge!("reprise_cache_entries", "Entries in the memory tier");
     metrics::describe_gauge!("reprise_cache_bytes", "Bytes held by the memory tier");
 }

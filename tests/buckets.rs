@@ -88,6 +88,7 @@ async fn a_rules_bucket_size_applies_without_the_header() {
         mode: None,
         ttl: None,
         bucket_size: Some(2),
+        ..CacheRule::default()
     }];
     let proxy = Proxy::start(config).await;
     fill_then_draw(&proxy, &mock, &chat_body("rule-bucket"), &[], 2).await;

@@ -158,18 +158,21 @@ async fn modes_per_model_rule() {
             mode: Some(Mode::Off),
             ttl: None,
             bucket_size: None,
+            ..CacheRule::default()
         },
         CacheRule {
             models: vec!["ro-*".into()],
             mode: Some(Mode::ReadOnly),
             ttl: None,
             bucket_size: None,
+            ..CacheRule::default()
         },
         CacheRule {
             models: vec!["wo-*".into()],
             mode: Some(Mode::WriteOnly),
             ttl: None,
             bucket_size: None,
+            ..CacheRule::default()
         },
     ];
     let proxy = Proxy::start(config).await;

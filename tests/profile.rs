@@ -147,6 +147,50 @@ fn line(ts: f64, model: &str, key: u32) -> String {
     .to_string()
 }
 
+/// A streamed miss's line is written when the stream ends, with the same
+/// tokens and cost as a JSON miss of the same prompt.
+#[tokio::test]
+async fn a_streamed_miss_line_carries_tokens_and_cost() {
+    let dir = temp("streamed");
+    let trace = dir.join("trace.jsonl");
+    let mock = Mock::start().await;
+    let mut config = config_for(&mock.url);
+    config.trace.path = Some(trace.clone());
+    let proxy = Proxy::start(config).await;
+
+    let body = chat_body("streamed-trace");
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let r = proxy
+        .chat_with(&streamed, &[("x-cache-namespace", "streams")])
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.cache_status(), "miss");
+    assert!(String::from_utf8_lossy(&r.bytes).contains("[DONE]"));
+    let r = proxy
+        .chat_with(&body, &[("x-cache-namespace", "json")])
+        .await;
+    assert_eq!(r.cache_status(), "miss");
+
+    let text = wait_lines(&trace, 2).await;
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert!(lines.iter().all(|l| l["status"] == "miss"), "{text}");
+    let (a, b) = (&lines[0], &lines[1]);
+    assert_ne!(a["key"], b["key"], "two namespaces, two keys");
+    for field in ["prompt_tokens", "completion_tokens"] {
+        assert!(a[field].as_u64().unwrap() > 0, "{field}: {text}");
+        assert_eq!(a[field], b[field], "{field}: {text}");
+    }
+    assert!(a["usd"].as_f64().unwrap() > 0.0, "{text}");
+    assert_eq!(a["usd"], b["usd"], "{text}");
+    assert_eq!(a["saved_usd"], b["saved_usd"], "{text}");
+    assert!(a["upstream_ms"].as_f64().is_some() && b["upstream_ms"].as_f64().is_some());
+}
+
 #[tokio::test]
 async fn known_repeat_intervals_give_the_expected_ttl() {
     let dir = temp("synthetic");

@@ -240,7 +240,7 @@ proptest! {
         compress in any::<bool>(),
     ) {
         codec::decode(&noise);
-        let mut with_magic = b"RPR2".to_vec();
+        let mut with_magic = b"RPR3".to_vec();
         with_magic.extend_from_slice(&noise);
         codec::decode(&with_magic);
 
@@ -249,7 +249,9 @@ proptest! {
             "application/json".into(),
             reprise::cache::ttl::Ttl::secs(60),
             Some(1),
-        );
+        )
+        // Half the cases carry a refresh-ahead request section.
+        .with_request(compress.then(|| b"{\"model\":\"m\",\"messages\":[]}".to_vec().into()));
         let mut encoded = codec::encode(&entry, if compress { 1 } else { 0 }).to_vec();
         prop_assert!(codec::decode(&encoded).is_some());
         for (at, byte) in flips {

@@ -197,8 +197,10 @@ async fn stale_entries_are_served_when_the_upstream_fails() {
     let mock = Mock::start().await;
     let mut config = tiered(&mock, &[redis.url()], Backend::Tiered);
     config.cache.stale_grace = Duration::from_secs(60);
+    // Namespace-scoped custom keys are model-independent, so the failing
+    // model maps to the same entry (the default scope includes the model).
+    config.cache.custom_key_scope = reprise::cache::key::CustomKeyScope::Namespace;
     let a = Proxy::start(config.clone()).await;
-    // A custom key is model-independent, so the failing model maps to the same entry.
     let key = [("x-cache-key", "stale-demo"), ("x-cache-ttl", "1")];
     let good = chat_body("stale");
     let original = a.chat_with(&good, &key).await;
@@ -252,7 +254,7 @@ async fn a_corrupt_entry_is_a_miss_and_gets_overwritten() {
     assert_eq!(mock.chat_calls().await, 2);
     proxy.wait_cached(CHAT, &body, &[]).await;
     let raw = redis.cli(&["GETRANGE", &redis_key, "0", "3"]).unwrap();
-    assert_eq!(raw.trim(), "RPR2", "overwritten with a valid entry");
+    assert_eq!(raw.trim(), "RPR3", "overwritten with a valid entry");
 }
 
 #[tokio::test]

@@ -169,6 +169,8 @@ impl Tally {
             usd_spent: usd(self.n[SPENT]),
             usd_saved_by_cache: usd(self.n[SAVED_CACHE]),
             usd_saved_by_provider_cache: usd(self.n[SAVED_PROVIDER]),
+            // Refresh-ahead outcomes are per instance (`/v1/cache/stats`, `/metrics`).
+            ..Counters::default()
         }
     }
 

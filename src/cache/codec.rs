@@ -3,7 +3,7 @@
 //! (and gets overwritten by the next write).
 //!
 //! ```text
-//! "RPR2"            magic + format version (RPR1 values decode to a miss)
+//! "RPR3"            magic + format version (RPR1, RPR2 values decode to a miss)
 //! u8   flags        bit 0: body is LZ4 (size-prepended); bit 1: an OpenAI stream;
 //!                   bit 2: an Anthropic SSE stream
 //! u64  written_at   ms since the Unix epoch
@@ -15,6 +15,7 @@
 //! u64  upstream_ms  provider latency, u64::MAX = unknown
 //! u16  len + bytes  namespace, then model, then endpoint
 //! u16  len + bytes  custom key (len u16::MAX = none)
+//! u32  len + bytes  the caller's request, kept for refresh-ahead (len u32::MAX = none)
 //! ...  body
 //! ```
 //! All integers little-endian.
@@ -27,7 +28,7 @@ use tokio::time::Instant;
 use super::entry::{unix_ms_now, BodyFormat, Entry, Origin};
 use super::ttl::Ttl;
 
-const MAGIC: &[u8; 4] = b"RPR2";
+const MAGIC: &[u8; 4] = b"RPR3";
 const FLAG_LZ4: u8 = 1;
 const FLAG_STREAM: u8 = 2;
 const FLAG_ANTHROPIC_SSE: u8 = 4;
@@ -55,8 +56,10 @@ pub fn encode(entry: &Entry, compress_min: usize) -> Bytes {
         .usage
         .as_deref()
         .filter(|u| u.len() < u32::MAX as usize);
-    let mut out =
-        BytesMut::with_capacity(HEADER + 4 + usage.map_or(0, <[u8]>::len) + ct.len() + body.len());
+    let request_len = entry.request.as_ref().map_or(0, Bytes::len);
+    let mut out = BytesMut::with_capacity(
+        HEADER + 8 + usage.map_or(0, <[u8]>::len) + ct.len() + request_len + body.len(),
+    );
     out.put_slice(MAGIC);
     out.put_u8(flags);
     out.put_u64_le(entry.written_at_ms);
@@ -75,6 +78,17 @@ pub fn encode(entry: &Entry, compress_min: usize) -> Bytes {
     out.put_u16_le(ct_len);
     out.put_slice(&ct[..usize::from(ct_len)]);
     put_origin(&mut out, &entry.origin);
+    match entry
+        .request
+        .as_deref()
+        .filter(|r| r.len() < u32::MAX as usize)
+    {
+        Some(r) => {
+            out.put_u32_le(r.len() as u32);
+            out.put_slice(r);
+        }
+        None => out.put_u32_le(u32::MAX),
+    }
     out.put_slice(body);
     out.freeze()
 }
@@ -165,6 +179,14 @@ pub fn decode_owned(bytes: Bytes) -> Option<Entry> {
         .ok()?
         .to_owned();
     let (origin, at) = get_origin(&bytes, at + 2 + ct_len)?;
+    let request_len = u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?);
+    let (request, at) = if request_len == u32::MAX {
+        (None, at + 4)
+    } else {
+        let end = (at + 4).checked_add(request_len as usize)?;
+        bytes.get(at + 4..end)?;
+        (Some(bytes.slice(at + 4..end)), end)
+    };
     let raw_body = bytes.get(at..)?;
     let body = if flags & FLAG_LZ4 != 0 {
         Bytes::from(lz4_flex::decompress_size_prepended(raw_body).ok()?)
@@ -193,6 +215,7 @@ pub fn decode_owned(bytes: Bytes) -> Option<Entry> {
         total_tokens: (tokens != u64::MAX).then_some(tokens),
         usage,
         origin,
+        request,
         derived: Default::default(),
     })
 }
@@ -238,7 +261,13 @@ mod tests {
             assert_eq!(d.usage, e.usage);
             assert_eq!(d.origin, e.origin);
             assert_eq!(d.origin.upstream_ms, Some(840));
+            assert_eq!(d.request, None);
         }
+        let kept = entry(b"{}".to_vec(), Ttl::Forever)
+            .with_request(Some(Bytes::from_static(br#"{"model":"m","messages":[]}"#)));
+        let d = decode(&encode(&kept, 0)).unwrap();
+        assert_eq!(d.request, kept.request);
+        assert_eq!(d.body, kept.body);
     }
 
     #[test]
@@ -252,9 +281,20 @@ mod tests {
     fn garbage_and_other_versions_are_rejected() {
         assert!(decode(b"").is_none());
         assert!(decode(b"not an entry at all, just some bytes").is_none());
+        let mut v4 = encode(&entry(b"{}".to_vec(), Ttl::Forever), 0).to_vec();
+        v4[3] = b'4';
+        assert!(decode(&v4).is_none());
+        // The previous format (RPR2, no request section) is a miss, not a panic.
         let mut v2 = encode(&entry(b"{}".to_vec(), Ttl::Forever), 0).to_vec();
-        v2[3] = b'3';
+        v2[3] = b'2';
         assert!(decode(&v2).is_none());
+        // A request length running past the value is a miss too.
+        let kept =
+            entry(b"{}".to_vec(), Ttl::Forever).with_request(Some(Bytes::from_static(b"{}")));
+        let mut cut = encode(&kept, 0).to_vec();
+        let n = cut.len();
+        cut.truncate(n - 3);
+        assert!(decode(&cut).is_none());
         // The previous format (RPR1, no origin section) is a miss, not a panic.
         let mut v1 = encode(&entry(b"{}".to_vec(), Ttl::Forever), 0).to_vec();
         v1[3] = b'1';

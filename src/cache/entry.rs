@@ -39,6 +39,9 @@ pub struct Entry {
     pub usage: Option<Bytes>,
     /// Where the entry came from (stored in Redis): what purges match on.
     pub origin: Origin,
+    /// The caller's request body, kept (inside the stored value) only for
+    /// rules with `refresh_ahead`: what a refresh replays.
+    pub request: Option<Bytes>,
     /// What hits derive from the stored fields, computed on first use.
     pub derived: Derived,
 }
@@ -95,8 +98,16 @@ impl Entry {
                 requested_at_ms: now_ms,
                 ..Origin::default()
             },
+            request: None,
             derived: Derived::default(),
         }
+    }
+
+    /// Keeps the request the entry answers (refresh-ahead), in an
+    /// allocation of its own size.
+    pub fn with_request(mut self, request: Option<Bytes>) -> Self {
+        self.request = request.map(|r| Bytes::copy_from_slice(&r));
+        self
     }
 
     pub fn with_usage(mut self, usage: Option<Bytes>) -> Self {
@@ -152,7 +163,8 @@ impl Entry {
     /// bookkeeping — hash table, LRU and timer-wheel nodes — and allocator
     /// slack), measured with the load bench's L1-fill scenario.
     pub fn weight(&self) -> u32 {
-        let usage = self.usage.as_ref().map_or(0, Bytes::len);
+        let usage =
+            self.usage.as_ref().map_or(0, Bytes::len) + self.request.as_ref().map_or(0, Bytes::len);
         let o = &self.origin;
         let origin = o.namespace.len()
             + o.model.len()

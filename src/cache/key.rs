@@ -273,10 +273,26 @@ fn last_of_each_name<'j, 'a>(object: &'j Json<'a>) -> Vec<(&'j str, &'j Json<'a>
     sorted
 }
 
+/// What a custom key is scoped by, besides namespace, endpoint kind and provider.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CustomKeyScope {
+    /// The model too: a custom key never answers a request for another model.
+    #[default]
+    Model,
+    /// The namespace only: every model of the namespace shares the entry.
+    Namespace,
+}
+
 /// Key of a caller-chosen custom key (`x-cache-key`): replaces the body, stays
-/// inside the namespace, endpoint kind and provider.
-pub fn custom_key(scope: &KeyScope<'_>, custom: &str) -> CacheKey {
-    let mut enc = Encoder::new(scope, b"custom");
+/// inside the namespace, endpoint kind and provider (and the model, unless
+/// `scope_by` is `Namespace`).
+pub fn custom_key(scope: &KeyScope<'_>, custom: &str, scope_by: CustomKeyScope) -> CacheKey {
+    let mode: &[u8] = match scope_by {
+        CustomKeyScope::Model => b"custom-model",
+        CustomKeyScope::Namespace => b"custom",
+    };
+    let mut enc = Encoder::new(scope, mode);
     enc.str(custom);
     enc.finish()
 }
@@ -324,8 +340,8 @@ impl Encoder {
         enc.str(scope.namespace);
         enc.str(scope.kind.as_str());
         enc.str(scope.provider);
-        // Custom keys are model-independent: the caller decides identity.
-        if mode == b"body" {
+        // Namespace-scoped custom keys are model-independent by choice.
+        if mode != b"custom" {
             enc.str(scope.model);
         }
         enc.bytes(mode);
@@ -778,11 +794,34 @@ mod tests {
 
     #[test]
     fn custom_key_stays_in_namespace() {
-        let a = custom_key(&scope("ns"), "k");
-        assert_eq!(a, custom_key(&scope("ns"), "k"));
-        assert_ne!(a, custom_key(&scope("other"), "k"));
-        assert_ne!(a, custom_key(&scope("ns"), "k2"));
+        let m = CustomKeyScope::Model;
+        let a = custom_key(&scope("ns"), "k", m);
+        assert_eq!(a, custom_key(&scope("ns"), "k", m));
+        assert_ne!(a, custom_key(&scope("other"), "k", m));
+        assert_ne!(a, custom_key(&scope("ns"), "k2", m));
         assert_ne!(a, key(base()));
+    }
+
+    #[test]
+    fn custom_key_scope_decides_about_the_model() {
+        let other_model = KeyScope {
+            model: "another-model",
+            ..scope("ns")
+        };
+        let m = CustomKeyScope::Model;
+        assert_ne!(
+            custom_key(&scope("ns"), "k", m),
+            custom_key(&other_model, "k", m)
+        );
+        let n = CustomKeyScope::Namespace;
+        assert_eq!(
+            custom_key(&scope("ns"), "k", n),
+            custom_key(&other_model, "k", n)
+        );
+        assert_ne!(
+            custom_key(&scope("ns"), "k", n),
+            custom_key(&scope("ns"), "k", m)
+        );
     }
 
     #[test]

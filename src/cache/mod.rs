@@ -15,5 +15,6 @@ pub mod namespace;
 pub mod outcome;
 pub mod policy;
 pub mod redis;
+pub mod refresh;
 pub mod tier;
 pub mod ttl;

@@ -11,6 +11,7 @@
 use serde::{Deserialize, Serialize};
 use wildmatch::WildMatch;
 
+use super::refresh::{RefreshPolicy, RefreshWindow, DEFAULT_MIN_HITS};
 use super::ttl::Ttl;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -39,7 +40,7 @@ impl Mode {
 }
 
 /// `[[cache.rules]]`: a mode and/or TTL for the models matching `models`.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct CacheRule {
     /// Glob patterns of (upstream) model names.
@@ -52,6 +53,26 @@ pub struct CacheRule {
     /// all are stored (sampled traffic; see `cache::bucket`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bucket_size: Option<u32>,
+    /// Re-fetch hot entries shortly before they expire (`cache::refresh`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub refresh_ahead: bool,
+    /// Hits an entry needs before it is refreshed (default 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_min_hits: Option<u32>,
+    /// How close to expiry a refresh starts: "10%" of the TTL (default) or
+    /// a duration like "30s".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_window: Option<RefreshWindow>,
+}
+
+impl CacheRule {
+    /// The refresh-ahead settings, when this rule refreshes.
+    pub fn refresh(&self) -> Option<RefreshPolicy> {
+        self.refresh_ahead.then(|| RefreshPolicy {
+            min_hits: self.refresh_min_hits.unwrap_or(DEFAULT_MIN_HITS),
+            window: self.refresh_window.unwrap_or_default(),
+        })
+    }
 }
 
 /// What applies to one request's model.
@@ -62,6 +83,8 @@ pub struct ModelPolicy {
     pub ttl: Option<Ttl>,
     /// Rule answer-bucket size; None = one answer per key.
     pub bucket_size: Option<u32>,
+    /// Refresh-ahead; None = entries simply expire.
+    pub refresh: Option<RefreshPolicy>,
 }
 
 /// Compiled `cache.mode`, `cache.models` and `cache.rules`.
@@ -96,6 +119,7 @@ impl Policies {
                 mode: Mode::Off,
                 ttl: None,
                 bucket_size: None,
+                refresh: None,
             };
         }
         for (patterns, rule) in &self.rules {
@@ -104,6 +128,7 @@ impl Policies {
                     mode: rule.mode.unwrap_or(self.default),
                     ttl: rule.ttl,
                     bucket_size: rule.bucket_size,
+                    refresh: rule.refresh(),
                 };
             }
         }
@@ -111,6 +136,7 @@ impl Policies {
             mode: self.default,
             ttl: None,
             bucket_size: None,
+            refresh: None,
         }
     }
 }
@@ -129,12 +155,16 @@ mod tests {
                 mode: Some(Mode::Observe),
                 ttl: None,
                 bucket_size: None,
+                ..CacheRule::default()
             },
             CacheRule {
                 models: vec!["text-embedding-*".into()],
                 mode: None,
                 ttl: Some(Ttl::Forever),
                 bucket_size: Some(3),
+                refresh_ahead: true,
+                refresh_window: Some(RefreshWindow::Span(Duration::from_secs(30))),
+                ..CacheRule::default()
             },
         ];
         let p = Policies::new(Mode::Cache, &[], &rules);
@@ -145,13 +175,17 @@ mod tests {
                 mode: Mode::Cache,
                 ttl: Some(Ttl::Forever),
                 bucket_size: Some(3),
+                refresh: Some(RefreshPolicy {
+                    min_hits: DEFAULT_MIN_HITS,
+                    window: RefreshWindow::Span(Duration::from_secs(30)),
+                }),
             }
         );
+        assert_eq!(p.for_model("gpt-4o-mini").refresh, None);
         assert_eq!(p.for_model("o3").mode, Mode::Cache);
         let only = Policies::new(Mode::ReadOnly, &["o*".into()], &rules);
         assert_eq!(only.for_model("gpt-4o").mode, Mode::Off);
         assert_eq!(only.for_model("o3").mode, Mode::ReadOnly);
-        let _ = Duration::ZERO;
     }
 
     #[test]

@@ -155,7 +155,8 @@ pub async fn forward_and_store(
             Arc::new(
                 Entry::new(reply.body.clone(), "application/json".into(), ttl, total)
                     .with_usage(raw_usage)
-                    .with_origin(request.origin(), Some(upstream_time)),
+                    .with_origin(request.origin(), Some(upstream_time))
+                    .with_request(super::refresh::request_to_keep(request, reply.body.len())),
             )
         });
         if shareable && oversized {
@@ -217,6 +218,7 @@ pub async fn forward_and_store(
         response: render::response(reply.status, headers, Body::from(body), None),
         record,
         upstream: Some(upstream_time),
+        stream_end: None,
     })
 }
 

@@ -13,6 +13,7 @@ mod costing;
 pub mod direct;
 mod forward;
 mod miss;
+mod refresh;
 mod respond;
 mod stream_client;
 mod stream_source;
@@ -85,6 +86,9 @@ pub(crate) struct Request {
     pub requested_at_ms: u64,
     /// Answers kept per key (`x-cache-bucket` or the rule's `bucket_size`).
     pub bucket: u32,
+    /// The rule's refresh-ahead (mode `cache` only): entries keep the
+    /// request, hits may refresh them.
+    pub refresh: Option<crate::cache::refresh::RefreshPolicy>,
 }
 
 impl Request {
@@ -188,6 +192,8 @@ pub(crate) struct Answer {
     pub response: Response,
     pub record: Record,
     pub upstream: Option<Duration>,
+    /// A streamed miss: its usage and cost, once the stream ends (traces).
+    pub stream_end: Option<tokio::sync::oneshot::Receiver<traced::StreamEnd>>,
 }
 
 impl Answer {
@@ -196,6 +202,7 @@ impl Answer {
             response,
             record,
             upstream: None,
+            stream_end: None,
         }
     }
 }
@@ -255,6 +262,7 @@ pub async fn run(
         response,
         mut record,
         upstream,
+        stream_end,
     } = answer;
     record.error |= !response.status().is_success();
     let status = record.status.map_or("none", CacheStatus::as_str);
@@ -294,6 +302,7 @@ pub async fn run(
         &record,
         response.status().as_u16(),
         upstream,
+        stream_end,
     );
     // One line per request. Answers from the cache log at debug (they are the
     // bulk of the traffic and cost nothing); everything that reached a
@@ -371,6 +380,7 @@ async fn flow(request: &Request) -> Result<Answer, ProxyError> {
                     costing::hit_record(CacheStatus::Hit, Some(tier), &entry, cost.as_ref());
                 let response =
                     respond::cached(request, &entry, CacheStatus::Hit, Some(tier), cost.as_ref());
+                refresh::after_hit(request, key, &entry, tier);
                 return Ok(Answer::new(response, record));
             }
             // Observe: record what serving it would have saved, then go upstream.
@@ -505,7 +515,7 @@ fn prepare(
             },
         };
         match &directives.key {
-            Some(custom) => custom_key(&scope, custom),
+            Some(custom) => custom_key(&scope, custom, state.config.cache.custom_key_scope),
             // The forwarded headers that can change the answer, from the
             // same list that forwards them.
             None => scoped_key_with(&scope, &facts.digest, |sink| {
@@ -539,6 +549,7 @@ fn prepare(
         route: RouteNote::default(),
         requested_at_ms,
         bucket,
+        refresh: policy.refresh.filter(|_| mode == Mode::Cache),
     })
 }
 

@@ -93,13 +93,22 @@ pub async fn lead(
             response: render::response(upstream_status, headers, Body::from(body), None),
             record,
             upstream: Some(started.elapsed()),
+            stream_end: None,
         });
     }
 
     // The leader's own reader exists before the pump starts, so "cancel on
     // disconnect" never sees zero readers by accident.
     let reader = live.reader();
+    let (end_tx, stream_end) = match state.tracer.enabled() {
+        true => {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            (Some(tx), Some(rx))
+        }
+        false => (None, None),
+    };
     let pump = Pump {
+        stream_end: end_tx,
         state: state.clone(),
         live: live.clone(),
         guard,
@@ -117,6 +126,7 @@ pub async fn lead(
         opening: request.affinity,
         origin: request.origin(),
         started,
+        keep_request: super::refresh::request_to_keep(request, 0),
     };
     tokio::spawn(pump.run(response));
 
@@ -142,6 +152,7 @@ pub async fn lead(
             ..Record::default()
         },
         upstream: Some(started.elapsed()),
+        stream_end,
     })
 }
 
@@ -198,6 +209,11 @@ struct Pump {
     origin: crate::cache::entry::Origin,
     /// When the upstream call started (the stream's duration is what a hit saves).
     started: tokio::time::Instant,
+    /// The caller's request, for refresh-ahead rules (dropped at the end if
+    /// it and the stream together exceed `cache.max_entry_bytes`).
+    keep_request: Option<Bytes>,
+    /// The request's trace line waits for this (tracing on only).
+    stream_end: Option<tokio::sync::oneshot::Sender<super::traced::StreamEnd>>,
 }
 
 impl Pump {
@@ -280,10 +296,17 @@ impl Pump {
                 .providers
                 .observe_usage(&self.provider, &self.model, self.opening, u);
         }
-        if let Some(cost) = usage
+        let cost = usage
             .as_ref()
-            .and_then(|u| costing::miss(&self.state, &self.model, u))
-        {
+            .and_then(|u| costing::miss(&self.state, &self.model, u));
+        if let Some(tx) = self.stream_end {
+            let _ = tx.send(super::traced::StreamEnd {
+                usage: usage.clone(),
+                cost,
+                elapsed: self.started.elapsed(),
+            });
+        }
+        if let Some(cost) = cost {
             let record = costing::miss_record(CacheStatus::Miss, Some(&cost));
             self.state
                 .stats
@@ -304,9 +327,14 @@ impl Pump {
                     .as_ref()
                     .and_then(|u| serde_json::to_vec(u).ok())
                     .map(Bytes::from);
+                let cap = self.state.config.cache.max_entry_bytes;
+                let kept = self
+                    .keep_request
+                    .filter(|r| body.len().saturating_add(r.len()) <= cap);
                 let mut entry = Entry::new(body, "text/event-stream".into(), self.ttl, total)
                     .with_usage(raw_usage)
-                    .with_origin(self.origin.clone(), Some(self.started.elapsed()));
+                    .with_origin(self.origin.clone(), Some(self.started.elapsed()))
+                    .with_request(kept);
                 entry.format = format;
                 Some(Arc::new(entry))
             }

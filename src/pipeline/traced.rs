@@ -1,27 +1,73 @@
 //! The trace line of a finished request (`trace/`): metadata only.
+//!
+//! A streamed miss answers before the provider has sent its usage: its line
+//! is built when the response starts and written when the stream ends
+//! ([`StreamEnd`]), so it carries tokens, cost and the stream's duration
+//! like a JSON miss does. A stream that breaks writes its line without them.
 
 use std::time::Duration;
 
 use serde_json::Value;
+use tokio::sync::oneshot;
 
 use super::facts::BodyFacts;
 use super::Request;
 use crate::cache::key::{scoped_key, KeyScope};
+use crate::cost::Cost;
 use crate::render::{CacheStatus, Tier};
 use crate::stats::Record;
 use crate::trace::line::{namespace_hash, TraceLine};
 
-/// Records `request`'s line when a trace sink is on.
+/// What a streamed miss learns once its stream is complete.
+pub struct StreamEnd {
+    /// The provider's `usage` object.
+    pub usage: Option<Value>,
+    pub cost: Option<Cost>,
+    /// Request to last byte.
+    pub elapsed: Duration,
+}
+
+/// Records `request`'s line when a trace sink is on. With `later`, the line
+/// is written when the stream it describes ends.
 pub fn record(
     request: &Request,
     facts: &BodyFacts,
     record: &Record,
     http_status: u16,
     upstream: Option<Duration>,
+    later: Option<oneshot::Receiver<StreamEnd>>,
 ) {
-    let tracer = &request.state.tracer;
-    if !tracer.enabled() {
+    let Some(mut line) = line(request, facts, record, http_status, upstream) else {
         return;
+    };
+    let Some(later) = later else {
+        request.state.tracer.record(&request.namespace, line);
+        return;
+    };
+    let (state, namespace) = (request.state.clone(), request.namespace.clone());
+    tokio::spawn(async move {
+        // A dropped sender is a stream that never completed.
+        if let Ok(end) = later.await {
+            fill_usage(&mut line, end.usage.as_ref());
+            if let Some(cost) = &end.cost {
+                line.usd = cost.usd;
+            }
+            line.upstream_ms = Some(millis(end.elapsed));
+        }
+        state.tracer.record(&namespace, line);
+    });
+}
+
+/// The line as far as the finished flow knows it (None: tracing is off).
+fn line(
+    request: &Request,
+    facts: &BodyFacts,
+    record: &Record,
+    http_status: u16,
+    upstream: Option<Duration>,
+) -> Option<TraceLine> {
+    if !request.state.tracer.enabled() {
+        return None;
     }
     // Uncached modes have no key; the profile still needs one.
     let key = request.key.unwrap_or_else(|| {
@@ -36,11 +82,9 @@ pub fn record(
     let usage = record
         .usage
         .as_deref()
-        .and_then(|u| serde_json::from_slice::<Value>(u).ok())
-        .as_ref()
-        .and_then(crate::cost::normalize);
+        .and_then(|u| serde_json::from_slice::<Value>(u).ok());
     let ttl = request.directives.write_ttl(request.default_ttl);
-    let line = TraceLine {
+    let mut line = TraceLine {
         ts: crate::cache::entry::unix_ms_now() as f64 / 1000.0,
         ns: namespace_hash(&request.namespace),
         endpoint: request.kind.as_str().to_owned(),
@@ -52,15 +96,26 @@ pub fn record(
         tier: record.tier.map(|t| Tier::as_str(t).to_owned()),
         would_hit: record.would_hit,
         http_status,
-        prompt_tokens: usage.as_ref().map_or(0, |u| u.prompt_tokens),
-        cached_tokens: usage
-            .as_ref()
-            .map_or(0, |u| u.cached_tokens.unwrap_or(u.cache_read)),
-        completion_tokens: usage.as_ref().map_or(0, |u| u.output),
         usd: record.usd_spent,
         saved_usd: record.usd_saved_cache,
-        upstream_ms: upstream.map(|d| (d.as_secs_f64() * 1e6).round() / 1e3),
+        upstream_ms: upstream.map(millis),
         ttl_s: ttl.duration().map(|d| d.as_secs()),
+        ..TraceLine::default()
     };
-    tracer.record(&request.namespace, line);
+    fill_usage(&mut line, usage.as_ref());
+    Some(line)
+}
+
+fn fill_usage(line: &mut TraceLine, usage: Option<&Value>) {
+    let Some(u) = usage.and_then(crate::cost::normalize) else {
+        return;
+    };
+    line.prompt_tokens = u.prompt_tokens;
+    line.cached_tokens = u.cached_tokens.unwrap_or(u.cache_read);
+    line.completion_tokens = u.output;
+}
+
+/// Milliseconds with microsecond precision.
+fn millis(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1e6).round() / 1e3
 }

@@ -7,6 +7,7 @@ pub mod chat;
 pub mod direct;
 pub mod embeddings;
 pub mod export;
+pub mod guard;
 pub mod messages;
 pub mod models;
 pub mod ops;

@@ -77,6 +77,17 @@ impl RedisServer {
         self.spawn().await;
     }
 
+    /// Sends a signal (`STOP`, `CONT`) to the server process.
+    pub fn signal(&self, name: &str) {
+        let pid = self.child.as_ref().expect("redis-server running").id();
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &pid.to_string()])
+            .status()
+            .expect("kill")
+            .success();
+        assert!(ok, "kill -{name} {pid} failed");
+    }
+
     /// Runs redis-cli against this server; stdout on success.
     pub fn cli(&self, args: &[&str]) -> Option<String> {
         let out = Command::new("redis-cli")

@@ -7,6 +7,8 @@
 //! - `mock-error-400` → 400 `invalid_request_error`
 //! - `mock-slow` → sleeps `--slow-ms`, then answers normally
 //! - `mock-cut-stream` → the body is cut mid-way and the connection aborted
+//! - `mock-garbage` → 200 `application/json` whose body is not JSON (an HTML
+//!   error page from a misbehaving gateway)
 
 use std::time::Duration;
 
@@ -177,6 +179,18 @@ pub async fn prelude(
             );
             resp.headers_mut()
                 .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            Err(resp)
+        }
+        "mock-garbage" => {
+            let mut resp = (
+                StatusCode::OK,
+                "<html><body>502 Bad Gateway (not JSON)</body></html>",
+            )
+                .into_response();
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
             Err(resp)
         }
         "mock-error-400" => Err(error_response(

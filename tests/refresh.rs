@@ -379,3 +379,35 @@ fn refresh_settings_are_validated_by_name() {
     let err = load("[cache]\nrefresh_max_per_minute = 1000000\n").unwrap_err();
     assert!(err.contains("cache.refresh_max_per_minute"), "{err}");
 }
+
+/// Tiered backend: an instance whose memory tier holds the old entry takes
+/// the one another instance refreshed into Redis instead of calling again.
+#[tokio::test]
+async fn a_tiered_instance_takes_a_refresh_another_instance_made() {
+    let redis = RedisServer::start().await;
+    let mock = Mock::start().await;
+    let mut config = refreshing(&mock, "1h", 2, "100%", 60);
+    config.cache.backend = Backend::Tiered;
+    config.cache.redis.url = redis.url();
+    let a = Proxy::start(config.clone()).await;
+    let b = Proxy::start(config).await;
+
+    let body = chat_body("tiered-hot");
+    let first = a.chat(&body).await;
+    let old_id = first.json()["id"].as_str().unwrap().to_owned();
+    a.wait_cached(CHAT, &body, &[]).await; // a: hit 1
+    let on_b = b.chat(&body).await; // b: hit 1, promoted into b's memory
+    assert_eq!(on_b.header("x-cache-tier"), Some("redis"));
+    assert_eq!(hit_id(&a, &body).await, old_id); // a: hit 2, the refresh
+    refresh_stats(&a, |r| r["refreshed"] == 1).await;
+    assert_eq!(mock.chat_calls().await, 2);
+
+    // b: hit 2 on its old memory copy is due, but Redis has a newer entry.
+    assert_eq!(hit_id(&b, &body).await, old_id);
+    let on_b = refresh_stats(&b, |r| r["skipped"] == 1).await;
+    assert_eq!(on_b["refreshed"], 0, "{on_b}");
+    let new_id = hit_id(&b, &body).await;
+    assert_ne!(new_id, old_id);
+    assert_eq!(hit_id(&a, &body).await, new_id);
+    assert_eq!(mock.chat_calls().await, 2, "one refresh for the fleet");
+}

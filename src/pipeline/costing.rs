@@ -68,11 +68,9 @@ pub fn hit_record(
     let saved = cost.map_or(0.0, |c| c.cache_savings_usd);
     telemetry::add(Tally::TokensSaved, tokens);
     if saved > 0.0 {
-        if tier == Some(Tier::Semantic) {
-            // Rare next to exact hits (each paid an embedding): unbuffered.
-            metrics::counter!("reprise_saved_microusd_total", "source" => "semantic")
-                .increment(micro_usd(saved));
-        } else {
+        // Semantic savings are counted under their own source by
+        // `pipeline::semantic` (off the exact-hit path).
+        if tier != Some(Tier::Semantic) {
             telemetry::add(Tally::SavedCache, micro_usd(saved));
         }
     }
@@ -105,6 +103,6 @@ pub fn miss_record(status: CacheStatus, cost: Option<&Cost>) -> Record {
 }
 
 /// Prometheus counters here are integers: USD is counted in micro-dollars.
-fn micro_usd(usd: f64) -> u64 {
+pub(super) fn micro_usd(usd: f64) -> u64 {
     (usd * 1e6).round().max(0.0) as u64
 }

@@ -229,6 +229,11 @@ pub(crate) async fn lookup(request: &Request) -> Found {
             &entry,
             cost.as_ref(),
         );
+        let saved = cost.as_ref().map_or(0.0, |c| c.cache_savings_usd);
+        if saved > 0.0 {
+            metrics::counter!("reprise_saved_microusd_total", "source" => "semantic")
+                .increment(costing::micro_usd(saved));
+        }
         let response = respond::cached_as(
             request,
             &entry,

@@ -166,6 +166,13 @@ pub struct CacheConfig {
     /// `model` (default; the same custom key under another model is another
     /// entry) or `namespace` (shared by every model of the namespace).
     pub custom_key_scope: crate::cache::key::CustomKeyScope,
+    /// Encryption at rest of Redis values and export dumps: `off` or
+    /// `per-tenant` (ChaCha20-Poly1305 under a key derived from the server
+    /// secret and the caller's credential; see `cache::seal`).
+    pub encryption: crate::cache::seal::Encryption,
+    /// The environment variable holding the server secret (at least 32
+    /// bytes); required when `encryption = "per-tenant"`.
+    pub encryption_key_env: Option<String>,
     /// Responses larger than this are served but not stored.
     pub max_entry_bytes: usize,
     /// Where entries live: `memory` (L1 only), `redis` (L2 only) or `tiered`
@@ -222,6 +229,37 @@ impl CacheConfig {
                 }),
             stale_grace: crate::cache::ttl::clamp(self.stale_grace),
         }
+    }
+}
+
+impl CacheConfig {
+    /// The sealer `cache.encryption` asks for, its secret read from the
+    /// variable `cache.encryption_key_env` names.
+    pub fn sealer(&self) -> Result<crate::cache::seal::Sealer, ConfigError> {
+        use crate::cache::seal::{Encryption, Sealer, MIN_SECRET_BYTES};
+        const FIELD: &str = "cache.encryption_key_env";
+        if self.encryption == Encryption::Off {
+            return Ok(Sealer::off());
+        }
+        let var = self.encryption_key_env.as_deref().ok_or_else(|| {
+            invalid(
+                FIELD,
+                "is required with cache.encryption = \"per-tenant\" (the name of the \
+                 environment variable holding the server secret)",
+            )
+        })?;
+        let secret = std::env::var(var).unwrap_or_default();
+        if secret.len() < MIN_SECRET_BYTES {
+            return Err(invalid(
+                FIELD,
+                format!(
+                    "the variable `{var}` must hold a secret of at least {MIN_SECRET_BYTES} \
+                     bytes (it holds {}), e.g. `openssl rand -base64 32`",
+                    secret.len()
+                ),
+            ));
+        }
+        Ok(Sealer::per_tenant(secret.as_bytes()))
     }
 }
 
@@ -498,6 +536,8 @@ impl Default for CacheConfig {
             ttl: Ttl::After(Duration::from_secs(3600)),
             shared_namespace: false,
             custom_key_scope: crate::cache::key::CustomKeyScope::Model,
+            encryption: crate::cache::seal::Encryption::Off,
+            encryption_key_env: None,
             max_entry_bytes: 4 * 1024 * 1024,
             backend: Backend::Memory,
             stale_grace: Duration::ZERO,
@@ -743,6 +783,7 @@ impl Config {
                 return Err(invalid(field, "must be between 1 and 1000000"));
             }
         }
+        self.cache.sealer()?;
         if self.cache.memory.max_bytes == 0 {
             return Err(invalid("cache.memory.max_bytes", "must be greater than 0"));
         }
@@ -1064,6 +1105,38 @@ mod tests {
         assert_eq!(c.server.upstream_timeout, Duration::from_secs(120));
         assert_eq!(c.server.connect_timeout, Duration::from_secs(3));
         assert_eq!(c.cache.ttl, Ttl::Forever);
+    }
+
+    #[test]
+    fn per_tenant_encryption_needs_a_long_enough_secret() {
+        use crate::cache::seal::Encryption;
+        let mut c = Config::default();
+        c.cache.encryption = Encryption::PerTenant;
+        let field = |c: &Config| match c.validate() {
+            Err(ConfigError::Invalid { field, message }) => format!("{field}: {message}"),
+            other => format!("{other:?}"),
+        };
+        assert!(field(&c).starts_with("cache.encryption_key_env: is required"));
+        c.cache.encryption_key_env = Some("REPRISE_TEST_SEAL_SHORT".into());
+        std::env::set_var("REPRISE_TEST_SEAL_SHORT", "too short");
+        let said = field(&c);
+        assert!(said.starts_with("cache.encryption_key_env:"), "{said}");
+        assert!(
+            said.contains("REPRISE_TEST_SEAL_SHORT") && said.contains("holds 9"),
+            "{said}"
+        );
+        c.cache.encryption_key_env = Some("REPRISE_TEST_SEAL_UNSET".into());
+        assert!(field(&c).contains("holds 0"));
+        std::env::set_var("REPRISE_TEST_SEAL_LONG", "x".repeat(32));
+        c.cache.encryption_key_env = Some("REPRISE_TEST_SEAL_LONG".into());
+        c.validate().unwrap();
+        assert!(c.cache.sealer().unwrap().is_on());
+        let toml = "[cache]\nencryption = \"per-tenant\"\nencryption_key_env = \"X\"\n";
+        let parsed: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::string(toml))
+            .extract()
+            .unwrap();
+        assert_eq!(parsed.cache.encryption, Encryption::PerTenant);
     }
 }
 

@@ -12,6 +12,7 @@ use crate::cache::facts::BodyMemo;
 use crate::cache::flight::Flights;
 use crate::cache::mode::Policies;
 use crate::cache::namespace::credential_namespace;
+use crate::cache::seal::{Sealer, Sealing};
 use crate::cache::tier::Tiers;
 use crate::config::Config;
 use crate::cost::Pricing;
@@ -38,6 +39,8 @@ pub struct AppState {
     pub top: crate::admin::top::TopEntries,
     /// Trace file and live window (`[trace]`).
     pub tracer: crate::trace::Tracer,
+    /// Seals Redis values and dumps (`cache.encryption`).
+    pub sealer: Sealer,
     /// Refresh-ahead hit counts and budget (per instance).
     pub refresher: crate::cache::refresh::Refresher,
     /// Keys that see every namespace in `/v1/cache/stats`.
@@ -66,6 +69,7 @@ impl AppState {
             fleet: Fleet::default(),
             top: Default::default(),
             tracer: crate::trace::Tracer::new(&config.trace)?,
+            sealer: config.cache.sealer()?,
             refresher: crate::cache::refresh::Refresher::new(config.cache.refresh_max_per_minute),
             admin_keys: config.admin_keys().into_iter().collect(),
             caller_keys: config.caller_keys().into_iter().collect(),
@@ -126,6 +130,37 @@ impl AppState {
     /// Whether this credential is an admin key.
     pub fn is_admin(&self, credential: Option<&str>) -> bool {
         credential.is_some_and(|c| self.admin_keys.contains(c))
+    }
+
+    /// How entries of `credential`'s namespace are sealed: under its own
+    /// key, or (shared namespace, keyless caller) the server secret alone.
+    pub fn sealing(&self, credential: Option<&str>) -> Sealing {
+        match credential {
+            Some(c) if !self.config.cache.shared_namespace => self.sealer.tenant(c),
+            _ => self.sealer.shared(),
+        }
+    }
+
+    /// The sealing that opens entries of `namespace` for this caller: its
+    /// own namespaces (and their segments) under its key, shared ones under
+    /// the server secret; None for another tenant's namespace. With
+    /// encryption off, the plaintext sealing for every namespace.
+    pub fn sealing_for_namespace(
+        &self,
+        credential: Option<&str>,
+        namespace: &str,
+    ) -> Option<Sealing> {
+        if !self.sealer.is_on() {
+            return Some(self.sealer.shared());
+        }
+        let base = namespace.split('.').next().unwrap_or(namespace);
+        if base == self.namespace(credential, None) {
+            Some(self.sealing(credential))
+        } else if base == "shared" || base == "anonymous" || base == "mcp-public" {
+            Some(self.sealer.shared())
+        } else {
+            None
+        }
     }
 
     /// `{credential hash}[.{segment}]`, or `shared[.{segment}]` when

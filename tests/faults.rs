@@ -1,7 +1,7 @@
-//! Fault suite (issue 11): a provider that resets mid-body or answers
-//! garbage, and a Redis paused with SIGSTOP and resumed. Each time the client
-//! gets a clear error or a correct answer within a bound, and nothing partial
-//! is stored (the follow-up is a miss / `only-if-cached` is a 504).
+//! Fault suite (issue 11): a provider that resets mid-body, stalls
+//! mid-stream or answers garbage, and a Redis paused with SIGSTOP and
+//! resumed. Each time the client gets a clear error or a correct answer
+//! within a bound, and nothing partial is stored (the follow-up is a miss / `only-if-cached` is a 504).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -110,4 +110,57 @@ async fn a_paused_redis_costs_no_client_error_and_comes_back() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     panic!("Redis never served again after SIGCONT");
+}
+
+/// A provider that answers a stream's head and first event, then goes
+/// silent with the connection open (until the test ends).
+async fn stalling_upstream() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 64 * 1024];
+            let _ = socket.read(&mut buf).await;
+            let _ = socket
+                .write_all(
+                    b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n\
+                      data: {\"id\":\"c1\",\"object\":\"chat.completion.chunk\",\"created\":1,\
+                      \"model\":\"gpt-4o-mini\",\"choices\":[{\"index\":0,\"delta\":\
+                      {\"role\":\"assistant\",\"content\":\"partial\"},\"finish_reason\":null}]}\n\n",
+                )
+                .await;
+            held.push(socket);
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn upstream_stall_mid_stream_ends_as_an_error_and_is_not_stored() {
+    let url = stalling_upstream().await;
+    let mut config = config_for(&url);
+    // The per-read idle bound ends the stall (the whole-stream deadline is
+    // the other bound; both end the stream as an error).
+    config.server.upstream_timeout = Duration::from_millis(400);
+    let proxy = Proxy::start(config).await;
+    let mut body = chat_body("stall-mid-stream");
+    body["stream"] = true.into();
+    let response = bounded(
+        "stalled stream head",
+        proxy
+            .post("/v1/chat/completions")
+            .body(body.to_string())
+            .send(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(response.status(), 200);
+    let read = bounded("stalled stream body", response.bytes()).await;
+    assert!(read.is_err(), "the client sees a broken stream, not an end");
+    let cached = proxy
+        .chat_with(&body, &[("cache-control", "only-if-cached")])
+        .await;
+    assert_eq!(cached.status, 504, "a partial stream was stored");
 }

@@ -240,9 +240,14 @@ proptest! {
         compress in any::<bool>(),
     ) {
         codec::decode(&noise);
-        let mut with_magic = b"RPR3".to_vec();
+        let mut with_magic = b"RPR4".to_vec();
         with_magic.extend_from_slice(&noise);
         codec::decode(&with_magic);
+        codec::peek(&with_magic);
+        codec::restamp(&with_magic, 1);
+        let key = reprise::cache::key::CacheKey([1; 32]);
+        let sealing = reprise::cache::seal::Sealer::per_tenant(&[9; 32]).tenant("t");
+        prop_assert!(codec::decode_for(&with_magic, &key, &sealing).is_err());
 
         let entry = reprise::cache::entry::Entry::new(
             body.into(),
@@ -261,6 +266,17 @@ proptest! {
         codec::decode(&encoded);
         encoded.truncate(encoded.len() / 2);
         codec::decode(&encoded);
+
+        // Sealed: opens intact; any damage to the sealed body is an error.
+        let sealed = codec::encode_for(&entry, if compress { 1 } else { 0 }, &key, &sealing).unwrap();
+        let opened = codec::decode_for(&sealed, &key, &sealing).unwrap();
+        prop_assert_eq!(&opened.body, &entry.body);
+        let mut damaged = sealed.to_vec();
+        let len = damaged.len();
+        damaged[len - 1 - (body_flip(&noise) % 28)] ^= 1;
+        prop_assert!(codec::decode_for(&damaged, &key, &sealing).is_err());
+        damaged.truncate(len / 2);
+        prop_assert!(codec::decode_for(&damaged, &key, &sealing).is_err());
     }
 
     /// Translation both ways never panics, whatever the request or answer.
@@ -272,4 +288,10 @@ proptest! {
             let _ = chat_to_messages(map, max);
         }
     }
+}
+
+/// A position among the last 28 bytes of a sealed value (nonce-free tail:
+/// ciphertext end and tag), picked from the noise.
+fn body_flip(noise: &[u8]) -> usize {
+    noise.first().map_or(0, |b| usize::from(*b))
 }

@@ -254,7 +254,7 @@ async fn a_corrupt_entry_is_a_miss_and_gets_overwritten() {
     assert_eq!(mock.chat_calls().await, 2);
     proxy.wait_cached(CHAT, &body, &[]).await;
     let raw = redis.cli(&["GETRANGE", &redis_key, "0", "3"]).unwrap();
-    assert_eq!(raw.trim(), "RPR3", "overwritten with a valid entry");
+    assert_eq!(raw.trim(), "RPR4", "overwritten with a valid entry");
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::purge::entry_scope;
+use super::purge::origin_scope;
 use super::watermarks::{Mark, Scope};
 use crate::cache::key::CacheKey;
 use crate::cache::redis::RedisTier;
@@ -110,10 +110,14 @@ async fn unlink_if_purged(redis: &RedisTier, mark: &Mark, redis_key: &str, delet
     let Some((_, key)) = split_entry_key(redis.prefix(), redis_key) else {
         return;
     };
-    let Some(entry) = redis.get(redis_key).await else {
+    // The header only: a sealed body needs its tenant's key, the origin not.
+    let Some(meta) = redis.get_meta(redis_key).await else {
         return;
     };
-    if mark.purges(&entry_scope(&key, &entry), entry.origin.requested_at_ms) {
+    if mark.purges(
+        &origin_scope(&key, &meta.origin),
+        meta.origin.requested_at_ms,
+    ) {
         unlink(redis, redis_key, deleted).await;
     }
 }

@@ -15,7 +15,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::watermarks::{Mark, Rule, Scope, Stamp};
-use crate::cache::entry::{unix_ms_now, Entry};
+use crate::cache::entry::{unix_ms_now, Entry, Origin};
 use crate::cache::key::{CacheKey, EndpointKind};
 use crate::error::ProxyError;
 use crate::state::AppState;
@@ -198,7 +198,12 @@ pub fn plan(request: &PurgeRequest, caller: &Caller, now_ms: u64) -> Result<Plan
 
 /// The scope an entry carries, for rules matched against stored entries.
 pub fn entry_scope<'a>(key: &'a CacheKey, entry: &'a Entry) -> Scope<'a> {
-    let o = &entry.origin;
+    origin_scope(key, &entry.origin)
+}
+
+/// The scope of a stored value from its origin (readable without opening a
+/// sealed body).
+pub fn origin_scope<'a>(key: &'a CacheKey, o: &'a Origin) -> Scope<'a> {
     Scope {
         namespace: &o.namespace,
         model: &o.model,

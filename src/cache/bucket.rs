@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::entry::Entry;
 use super::key::CacheKey;
+use super::seal::Sealing;
 use super::tier::Tiers;
 
 /// Largest bucket (a request looks up at most this many slots).
@@ -36,6 +37,7 @@ pub async fn choose(
     tiers: &Tiers,
     base: &CacheKey,
     namespace: &str,
+    sealing: &Sealing,
     size: u32,
     valid: impl Fn(&CacheKey, &Entry) -> bool,
 ) -> CacheKey {
@@ -43,7 +45,7 @@ pub async fn choose(
     for slot in 0..size {
         let key = slot_key(base, slot);
         let found = tiers
-            .lookup(&key, namespace, None, |e| valid(&key, e))
+            .lookup(&key, namespace, sealing, None, |e| valid(&key, e))
             .await;
         if found.fresh.is_none() {
             return key;

@@ -5,19 +5,22 @@
 //! ```json
 //! {"namespace":"…","key":"<64 hex>","remaining_ms":12345,"value":"<base64>"}
 //! ```
-//! `remaining_ms` is null for `forever`. On import the entry is re-stamped
-//! from `remaining_ms` (not from the writer's wall clock), so TTLs survive
-//! clock differences between the two machines.
+//! `remaining_ms` is null for `forever`. On import the value's write time is
+//! re-stamped from `remaining_ms` (not from the writer's wall clock), so TTLs
+//! survive clock differences between the two machines. With encryption at
+//! rest the value is sealed exactly as in Redis (the body; the header stays
+//! readable), and it is carried unopened: only a deployment with the same
+//! server secret, asked by the same tenant, opens it.
 
 use std::time::Duration;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
-use tokio::time::Instant;
 
-use super::codec;
-use super::entry::{unix_ms_now, Entry};
+use super::codec::{self, Meta};
+use super::entry::unix_ms_now;
 use super::key::CacheKey;
 use super::ttl::Ttl;
 
@@ -36,9 +39,15 @@ struct DumpLine<'a> {
     value: std::borrow::Cow<'a, str>,
 }
 
-/// A JSON line (with its newline) for one live entry; None once expired.
-pub fn encode_line(namespace: &str, key: &CacheKey, entry: &Entry) -> Option<String> {
-    let remaining_ms = match entry.remaining() {
+/// A JSON line (with its newline) for one encoded value with `remaining`
+/// lifetime (None = forever); None once expired.
+pub fn encode_line(
+    namespace: &str,
+    key: &CacheKey,
+    remaining: Option<Duration>,
+    value: &[u8],
+) -> Option<String> {
+    let remaining_ms = match remaining {
         Some(r) if r.is_zero() => return None,
         Some(r) => Some(u64::try_from(r.as_millis()).unwrap_or(u64::MAX)),
         None => None,
@@ -47,7 +56,7 @@ pub fn encode_line(namespace: &str, key: &CacheKey, entry: &Entry) -> Option<Str
         namespace: namespace.into(),
         key: key.hex().into(),
         remaining_ms,
-        value: STANDARD.encode(codec::encode(entry, 1024)).into(),
+        value: STANDARD.encode(value).into(),
     };
     serde_json::to_string(&line).ok().map(|mut s| {
         s.push('\n');
@@ -55,9 +64,21 @@ pub fn encode_line(namespace: &str, key: &CacheKey, entry: &Entry) -> Option<Str
     })
 }
 
-/// One decoded, validated line: (namespace, key, entry re-stamped so it
-/// expires `remaining_ms` from now).
-pub fn decode_line(bytes: &[u8]) -> Result<(String, CacheKey, Entry), String> {
+/// One decoded, validated line.
+#[derive(Debug)]
+pub struct Imported {
+    pub namespace: String,
+    pub key: CacheKey,
+    /// The value, re-stamped so it expires `remaining_ms` from now.
+    pub value: Bytes,
+    /// Its header after the re-stamp.
+    pub meta: Meta,
+}
+
+/// Checks a line (shape, namespace, key, the value's header and TTL) and
+/// re-stamps its value. The body is not opened here: a sealed value is
+/// opened, or not, by the tenant reading it.
+pub fn decode_line(bytes: &[u8]) -> Result<Imported, String> {
     let line: DumpLine<'_> =
         serde_json::from_slice(bytes).map_err(|e| format!("not a dump line: {e}"))?;
     let namespace = line.namespace.into_owned();
@@ -73,22 +94,26 @@ pub fn decode_line(bytes: &[u8]) -> Result<(String, CacheKey, Entry), String> {
     let value = STANDARD
         .decode(line.value.as_bytes())
         .map_err(|e| format!("`value` is not base64: {e}"))?;
-    let mut entry = codec::decode(&value).ok_or("`value` is not a reprise entry")?;
-    match (entry.ttl, line.remaining_ms) {
+    let meta = codec::peek(&value).ok_or("`value` is not a reprise entry")?;
+    let age = match (meta.ttl, line.remaining_ms) {
         (Ttl::After(ttl), Some(remaining)) => {
             if remaining == 0 {
                 return Err("the entry has expired".into());
             }
-            let remaining = Duration::from_millis(remaining).min(ttl);
-            let age = ttl - remaining;
-            let now = Instant::now();
-            entry.stored_at = now.checked_sub(age).unwrap_or(now);
-            entry.written_at_ms = unix_ms_now().saturating_sub(age.as_millis() as u64);
+            ttl - Duration::from_millis(remaining).min(ttl)
         }
-        (Ttl::Forever, None) => {}
+        (Ttl::Forever, None) => Duration::ZERO,
         _ => return Err("`remaining_ms` does not match the entry's TTL".into()),
-    }
-    Ok((namespace, key, entry))
+    };
+    let written_at_ms = unix_ms_now().saturating_sub(u64::try_from(age.as_millis()).unwrap_or(0));
+    let value = codec::restamp(&value, written_at_ms).ok_or("`value` is not a reprise entry")?;
+    let meta = codec::peek(&value).ok_or("`value` is not a reprise entry")?;
+    Ok(Imported {
+        namespace,
+        key,
+        value,
+        meta,
+    })
 }
 
 /// A key from its 64 lowercase or uppercase hex digits.
@@ -103,27 +128,31 @@ pub fn parse_key_hex(hex: &str) -> Option<CacheKey> {
 
 #[cfg(test)]
 mod tests {
-    use bytes::Bytes;
-
     use super::*;
+    use crate::cache::entry::Entry;
+    use crate::cache::seal::Sealer;
 
-    #[tokio::test(start_paused = true)]
-    async fn round_trip_keeps_the_remaining_ttl() {
+    #[test]
+    fn round_trip_keeps_the_remaining_ttl_and_the_seal() {
         let entry = Entry::new(
             Bytes::from_static(b"{\"id\":\"x\"}"),
             "application/json".into(),
             Ttl::After(Duration::from_secs(100)),
             Some(7),
         );
-        tokio::time::advance(Duration::from_secs(30)).await;
         let key = CacheKey([9; 32]);
-        let line = encode_line("ns.a", &key, &entry).unwrap();
-        let (ns, k, back) = decode_line(line.trim_end().as_bytes()).unwrap();
-        assert_eq!((ns.as_str(), k), ("ns.a", key));
-        assert_eq!(back.body, entry.body);
-        assert_eq!(back.remaining(), Some(Duration::from_secs(70)));
-        tokio::time::advance(Duration::from_secs(71)).await;
-        assert!(!back.is_fresh());
+        let sealing = Sealer::per_tenant(&[7; 32]).tenant("sk-a");
+        let value = codec::encode_for(&entry, 1024, &key, &sealing).unwrap();
+        let line = encode_line("ns.a", &key, Some(Duration::from_secs(70)), &value).unwrap();
+        assert!(!line.contains("\"id\""));
+        let back = decode_line(line.trim_end().as_bytes()).unwrap();
+        assert_eq!((back.namespace.as_str(), back.key), ("ns.a", key));
+        let remaining = back.meta.remaining().unwrap();
+        assert!(remaining <= Duration::from_secs(70) && remaining > Duration::from_secs(68));
+        let opened = codec::decode_for(&back.value, &key, &sealing).unwrap();
+        assert_eq!(opened.body, entry.body);
+        assert!(opened.remaining().unwrap() <= Duration::from_secs(70));
+        assert!(encode_line("n", &key, Some(Duration::ZERO), &value).is_none());
     }
 
     #[test]

@@ -16,5 +16,6 @@ pub mod outcome;
 pub mod policy;
 pub mod redis;
 pub mod refresh;
+pub mod seal;
 pub mod tier;
 pub mod ttl;

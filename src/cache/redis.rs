@@ -8,15 +8,15 @@
 use std::sync::RwLock;
 use std::time::Duration;
 
-use bytes::Bytes;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, FromRedisValue};
 
 use super::breaker::Breaker;
-use super::codec;
+use super::codec::{self, Meta, Undecodable};
 use super::entry::Entry;
 use super::key::CacheKey;
+use super::seal::Sealing;
 
 /// What the Redis tier needs to know (plain values; the caller maps its
 /// configuration onto them).
@@ -115,24 +115,59 @@ impl RedisTier {
         format!("{entry_key}:lock")
     }
 
-    /// A decoded entry, or None (absent, corrupt, unknown version, Redis down).
-    pub async fn get(&self, key: &str) -> Option<Entry> {
-        let bytes: Vec<u8> = self
-            .run::<Option<Vec<u8>>>(redis::cmd("GET").arg(key), "GET")
-            .await??;
-        let entry = codec::decode(&bytes);
-        if entry.is_none() {
-            metrics::counter!("reprise_redis_corrupt_entries_total").increment(1);
-            tracing::debug!("undecodable redis entry treated as a miss");
+    /// A decoded entry, or None (absent, corrupt, unknown version, not
+    /// openable with `sealing`, Redis down). `key` is the cache key the value
+    /// is stored under (a sealed value is bound to it).
+    pub async fn get(&self, redis_key: &str, key: &CacheKey, sealing: &Sealing) -> Option<Entry> {
+        let bytes = self.get_raw(redis_key).await?;
+        match codec::decode_for(&bytes, key, sealing) {
+            Ok(entry) => Some(entry),
+            Err(Undecodable::Corrupt) => {
+                metrics::counter!("reprise_redis_corrupt_entries_total").increment(1);
+                tracing::debug!("undecodable redis entry treated as a miss");
+                None
+            }
+            Err(Undecodable::Unopened) => {
+                metrics::counter!("reprise_cache_unopened_entries_total").increment(1);
+                tracing::debug!("redis entry not openable with this key treated as a miss");
+                None
+            }
         }
-        entry
     }
 
-    /// Writes with `EX` = `expire_after` (None = no expiry). Errors are dropped.
-    pub async fn set(&self, key: &str, entry: &Entry, expire_after: Option<Duration>) {
-        let value: Bytes = codec::encode(entry, self.compress_min);
+    /// The stored bytes as they are (export copies sealed values unopened).
+    pub async fn get_raw(&self, redis_key: &str) -> Option<Vec<u8>> {
+        self.run::<Option<Vec<u8>>>(redis::cmd("GET").arg(redis_key), "GET")
+            .await?
+    }
+
+    /// The header of a stored value (what purges match on), without opening
+    /// its body.
+    pub async fn get_meta(&self, redis_key: &str) -> Option<Meta> {
+        codec::peek(&self.get_raw(redis_key).await?)
+    }
+
+    /// Writes with `PX` = `expire_after` (None = no expiry), sealed when
+    /// `sealing` is on. Errors are dropped.
+    pub async fn set(
+        &self,
+        redis_key: &str,
+        key: &CacheKey,
+        entry: &Entry,
+        sealing: &Sealing,
+        expire_after: Option<Duration>,
+    ) {
+        let Some(value) = codec::encode_for(entry, self.compress_min, key, sealing) else {
+            metrics::counter!("reprise_cache_seal_failures_total").increment(1);
+            return;
+        };
+        self.set_raw(redis_key, &value, expire_after).await;
+    }
+
+    /// Writes already-encoded bytes (import of a dump line).
+    pub async fn set_raw(&self, redis_key: &str, value: &[u8], expire_after: Option<Duration>) {
         let mut cmd = redis::cmd("SET");
-        cmd.arg(key).arg(value.as_ref());
+        cmd.arg(redis_key).arg(value);
         if let Some(ttl) = expire_after {
             cmd.arg("PX").arg(px(ttl));
         }

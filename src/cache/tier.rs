@@ -5,11 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use super::codec::{self, Meta};
 use super::entry::Entry;
 use super::key::CacheKey;
 use super::memory::MemoryTier;
 use super::outcome::Tier;
 use super::redis::{RedisSettings, RedisTier};
+use super::seal::Sealing;
 
 pub struct Tiers {
     pub memory: Option<MemoryTier>,
@@ -55,10 +57,12 @@ impl Tiers {
 
     /// Looks `key` up in each tier. `max_age` rejects older entries outright;
     /// so does `valid` (purge watermarks: a purged L1 entry is dropped).
+    /// `sealing` opens Redis values (L1 holds entries in clear).
     pub async fn lookup(
         &self,
         key: &CacheKey,
         namespace: &str,
+        sealing: &Sealing,
         max_age: Option<Duration>,
         valid: impl Fn(&Entry) -> bool,
     ) -> Lookup {
@@ -82,7 +86,11 @@ impl Tiers {
         }
         if let Some(redis) = &self.redis {
             let redis_key = redis.entry_key(namespace, key);
-            if let Some(entry) = redis.get(&redis_key).await.filter(|e| acceptable(e)) {
+            if let Some(entry) = redis
+                .get(&redis_key, key, sealing)
+                .await
+                .filter(|e| acceptable(e))
+            {
                 let entry = Arc::new(entry);
                 if entry.is_fresh() {
                     if let Some(memory) = &self.memory {
@@ -98,21 +106,74 @@ impl Tiers {
     }
 
     /// Writes to the shared tier only (the caller filled memory already).
-    pub async fn store_shared(&self, key: CacheKey, namespace: &str, entry: &Entry) {
+    pub async fn store_shared(
+        &self,
+        key: CacheKey,
+        namespace: &str,
+        sealing: &Sealing,
+        entry: &Entry,
+    ) {
         if let Some(redis) = &self.redis {
             let expire = entry.keep_for(self.grace);
             redis
-                .set(&redis.entry_key(namespace, &key), entry, expire)
+                .set(
+                    &redis.entry_key(namespace, &key),
+                    &key,
+                    entry,
+                    sealing,
+                    expire,
+                )
                 .await;
         }
     }
 
+    /// Stores an already-encoded value (an imported dump line) under `key`:
+    /// into Redis as it is (sealed values stay sealed), and into memory when
+    /// `sealing` opens it. False when it went nowhere (memory only, and the
+    /// value does not open for this caller).
+    pub async fn store_encoded(
+        &self,
+        key: CacheKey,
+        namespace: &str,
+        value: &[u8],
+        meta: &Meta,
+        sealing: Option<&Sealing>,
+    ) -> bool {
+        let mut stored = false;
+        if let Some(redis) = &self.redis {
+            let expire = meta.remaining().map(|r| super::ttl::add(r, self.grace));
+            redis
+                .set_raw(&redis.entry_key(namespace, &key), value, expire)
+                .await;
+            stored = true;
+        }
+        if let (Some(memory), Some(sealing)) = (&self.memory, sealing) {
+            if let Ok(entry) = codec::decode_for(value, &key, sealing) {
+                memory.insert(key, namespace, Arc::new(entry)).await;
+                stored = true;
+            }
+        }
+        stored
+    }
+
     /// Writes to every tier (called off the response path).
-    pub async fn store(&self, key: CacheKey, namespace: &str, entry: Arc<Entry>) {
+    pub async fn store(
+        &self,
+        key: CacheKey,
+        namespace: &str,
+        sealing: &Sealing,
+        entry: Arc<Entry>,
+    ) {
         if let Some(redis) = &self.redis {
             let expire = entry.keep_for(self.grace);
             redis
-                .set(&redis.entry_key(namespace, &key), &entry, expire)
+                .set(
+                    &redis.entry_key(namespace, &key),
+                    &key,
+                    &entry,
+                    sealing,
+                    expire,
+                )
                 .await;
         }
         if let Some(memory) = &self.memory {

@@ -32,6 +32,7 @@ use super::{McpState, Server};
 use crate::admin::watermarks::Scope;
 use crate::cache::entry::{unix_ms_now, Entry, Origin};
 use crate::cache::key::CacheKey;
+use crate::cache::seal::Sealing;
 use crate::cache::ttl::Ttl;
 use crate::json::Json;
 use crate::render::{cache_headers, CacheStatus, Tier};
@@ -104,6 +105,10 @@ pub async fn handle(
     let rpc_method = env.method.as_deref().unwrap_or_default();
     let id: Option<Box<RawValue>> = env.id.map(ToOwned::to_owned);
     let namespace = mcp.app.namespace(credential.as_deref(), None);
+    // Private results under the caller's key; public ones (shared by every
+    // caller) under the server secret alone.
+    let sealing = mcp.app.sealing(credential.as_deref());
+    let public_sealing = mcp.app.sealer.shared();
     if rpc_method == "initialize" {
         // A new session (or a restarted server, seen as one): this caller's
         // next tools/list must come from the server.
@@ -225,15 +230,15 @@ pub async fn handle(
     });
 
     if !control.no_cache {
-        let mut candidates = vec![(private_key, namespace.as_str())];
+        let mut candidates = vec![(private_key, namespace.as_str(), &sealing)];
         if let Some(k) = public_key {
-            candidates.push((k, PUBLIC_NAMESPACE));
+            candidates.push((k, PUBLIC_NAMESPACE, &public_sealing));
         }
-        for (k, ns) in candidates {
+        for (k, ns, seal) in candidates {
             let found = mcp
                 .app
                 .tiers
-                .lookup(&k, ns, None, |e| !purged(&mcp, &k, e, kind))
+                .lookup(&k, ns, seal, None, |e| !purged(&mcp, &k, e, kind))
                 .await;
             if let Some((entry, tier)) = found.fresh {
                 record(
@@ -271,7 +276,7 @@ pub async fn handle(
     );
     let plan = StorePlan {
         mcp: mcp.clone(),
-        private: (private_key, namespace.clone()),
+        private: (private_key, namespace.clone(), sealing),
         public: public_key,
         ttl,
         write: !control.no_store,
@@ -321,7 +326,7 @@ impl CacheControl {
 /// Where and how a miss's result is stored once its answer ends cleanly.
 struct StorePlan {
     mcp: Arc<McpState>,
-    private: (CacheKey, String),
+    private: (CacheKey, String, Sealing),
     public: Option<CacheKey>,
     ttl: Ttl,
     write: bool,
@@ -337,8 +342,8 @@ impl StorePlan {
     /// carrying the result reach the client: read-your-writes).
     fn store(self, result: Bytes) -> Option<Work> {
         let verdict = judge(&result, self.ttl, self.public.is_some())?;
-        let (key, namespace) = match (verdict.public, self.public) {
-            (true, Some(k)) => (k, PUBLIC_NAMESPACE.to_owned()),
+        let (key, namespace, sealing) = match (verdict.public, self.public) {
+            (true, Some(k)) => (k, PUBLIC_NAMESPACE.to_owned(), self.mcp.app.sealer.shared()),
             _ => self.private,
         };
         let origin = Origin {
@@ -352,7 +357,10 @@ impl StorePlan {
             .with_origin(origin, Some(self.started.elapsed()));
         let mcp = self.mcp;
         Some(Box::pin(async move {
-            mcp.app.tiers.store(key, &namespace, Arc::new(entry)).await;
+            mcp.app
+                .tiers
+                .store(key, &namespace, &sealing, Arc::new(entry))
+                .await;
         }))
     }
 }

@@ -36,9 +36,13 @@ pub async fn get(
     let found = request
         .state
         .tiers
-        .lookup(&key, &request.namespace, request.directives.max_age, |e| {
-            request.not_purged(&key, e)
-        })
+        .lookup(
+            &key,
+            &request.namespace,
+            &request.sealing,
+            request.directives.max_age,
+            |e| request.not_purged(&key, e),
+        )
         .await;
     let Some((entry, tier)) = found
         .fresh
@@ -112,7 +116,7 @@ pub async fn set(
     request
         .state
         .tiers
-        .store(key, &request.namespace, Arc::new(entry))
+        .store(key, &request.namespace, &request.sealing, Arc::new(entry))
         .await;
     Ok(Stored {
         key,

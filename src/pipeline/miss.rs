@@ -14,8 +14,9 @@ use serde_json::Value;
 use super::{costing, forward, respond, Answer, Request};
 use crate::cache::entry::Entry;
 use crate::cache::flight::{FailedReply, LeaderGuard, Outcome};
-use crate::cache::key::EndpointKind;
+use crate::cache::key::{CacheKey, EndpointKind};
 use crate::cache::redis::RedisTier;
+use crate::cache::seal::Sealing;
 use crate::cost::Cost;
 use crate::error::ProxyError;
 use crate::render::{self, CacheMetadata, CacheStatus, RoutingMetadata, Tier};
@@ -40,10 +41,14 @@ pub async fn forward_and_store(
                 Some(true) => lock = Some(lock_key),
                 Some(false) => {
                     let usable = |e: &Entry| e.is_fresh() && request.not_purged(&key, e);
-                    if let Some(entry) =
-                        wait_for_remote(usable, redis, &entry_key, &lock_key, cfg.wait_timeout)
-                            .await
-                    {
+                    let remote = Remote {
+                        redis,
+                        entry_key: &entry_key,
+                        lock_key: &lock_key,
+                        key: &key,
+                        sealing: &request.sealing,
+                    };
+                    if let Some(entry) = wait_for_remote(usable, &remote, cfg.wait_timeout).await {
                         let entry = Arc::new(entry);
                         if let Some(guard) = guard.take() {
                             guard.complete(Outcome::Shared(entry.clone()));
@@ -163,6 +168,7 @@ pub async fn forward_and_store(
             metrics::counter!("reprise_cache_oversized_total").increment(1);
         }
         let (state, key, namespace) = (state.clone(), request.key, request.namespace.clone());
+        let sealing = request.sealing.clone();
         if guard.is_some() || storable || lock.is_some() {
             tokio::spawn(async move {
                 if let Some(guard) = guard {
@@ -172,7 +178,7 @@ pub async fn forward_and_store(
                     });
                 }
                 if let (Some(entry), Some(key), true) = (entry, key, storable) {
-                    state.tiers.store(key, &namespace, entry).await;
+                    state.tiers.store(key, &namespace, &sealing, entry).await;
                 }
                 if let (Some(lock), Some(redis)) = (lock, state.tiers.redis.as_ref()) {
                     redis.unlock(&lock).await;
@@ -286,20 +292,32 @@ async fn release(request: &Request, lock: Option<String>) {
 /// appears, the lock vanishes (that leader failed) or `timeout` passes.
 async fn wait_for_remote(
     usable: impl Fn(&Entry) -> bool,
-    redis: &RedisTier,
-    entry_key: &str,
-    lock_key: &str,
+    remote: &Remote<'_>,
     timeout: Duration,
 ) -> Option<Entry> {
     let give_up = tokio::time::Instant::now() + timeout;
+    let fetch = || {
+        remote
+            .redis
+            .get(remote.entry_key, remote.key, remote.sealing)
+    };
     while tokio::time::Instant::now() < give_up {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        if let Some(entry) = redis.get(entry_key).await.filter(&usable) {
+        if let Some(entry) = fetch().await.filter(&usable) {
             return Some(entry);
         }
-        if redis.exists(lock_key).await != Some(true) {
-            return redis.get(entry_key).await.filter(&usable);
+        if remote.redis.exists(remote.lock_key).await != Some(true) {
+            return fetch().await.filter(&usable);
         }
     }
     None
+}
+
+/// Where another instance's answer to this request will appear.
+struct Remote<'a> {
+    redis: &'a RedisTier,
+    entry_key: &'a str,
+    lock_key: &'a str,
+    key: &'a CacheKey,
+    sealing: &'a Sealing,
 }

@@ -39,6 +39,7 @@ use crate::cache::key::{custom_key, scoped_key_with, CacheKey, EndpointKind, Key
 use crate::cache::live::LiveStream;
 use crate::cache::mode::Mode;
 use crate::cache::policy::Directives;
+use crate::cache::seal::Sealing;
 use crate::cache::ttl::Ttl;
 use crate::error::ProxyError;
 use crate::providers::routing::{AliasChoice, RouteNote};
@@ -61,6 +62,8 @@ pub(crate) struct Request {
     /// TTL of a write when no directive sets one (rule TTL or `cache.ttl`).
     pub default_ttl: Ttl,
     pub namespace: String,
+    /// How this request's entries are sealed in Redis (`cache.encryption`).
+    pub sealing: Sealing,
     /// None when the request is not cacheable (mode off, streams).
     pub key: Option<CacheKey>,
     /// The caller's bytes, forwarded as they are when nothing needs editing.
@@ -242,6 +245,7 @@ pub async fn run(
             &request.state.tiers,
             &key,
             &request.namespace,
+            &request.sealing,
             request.bucket,
             |k, e| request.not_purged(k, e),
         )
@@ -369,9 +373,13 @@ async fn flow(request: &Request) -> Result<Answer, ProxyError> {
     if reads {
         let found = state
             .tiers
-            .lookup(&key, &request.namespace, request.directives.max_age, |e| {
-                request.not_purged(&key, e)
-            })
+            .lookup(
+                &key,
+                &request.namespace,
+                &request.sealing,
+                request.directives.max_age,
+                |e| request.not_purged(&key, e),
+            )
             .await;
         if let Some((entry, tier)) = found.fresh.filter(|(e, _)| respond::compatible(request, e)) {
             if request.mode.serves() {
@@ -484,6 +492,7 @@ fn prepare(
         .clone()
         .unwrap_or_else(|| facts.model.clone());
     let namespace = state.namespace(credential.as_deref(), directives.namespace.as_deref());
+    let sealing = state.sealing(credential.as_deref());
     let policy = state.policies.for_model(&upstream_model);
     let bucket = match bucket_header(&headers)? {
         Some(n) => n,
@@ -537,6 +546,7 @@ fn prepare(
         directives,
         mode,
         namespace,
+        sealing,
         key,
         raw,
         has_extension: facts.has_extension,

@@ -108,6 +108,8 @@ fn replay_request(hit: &Request, key: CacheKey, entry: &Entry, stored: &Bytes) -
         mode: hit.mode,
         default_ttl: entry.ttl,
         namespace: hit.namespace.clone(),
+        // The hit's tenant: the refreshed entry is sealed for the same key.
+        sealing: hit.sealing.clone(),
         key: Some(key),
         raw,
         has_extension: false,
@@ -156,7 +158,10 @@ async fn run(request: Request, key: CacheKey, guard: LeaderGuard, old: Arc<Entry
         Ok((entry, usd)) => {
             guard.complete(Outcome::Shared(entry.clone()));
             let upstream_ms = entry.origin.upstream_ms;
-            state.tiers.store(key, &request.namespace, entry).await;
+            state
+                .tiers
+                .store(key, &request.namespace, &request.sealing, entry)
+                .await;
             count(&request, RefreshOutcome::Refreshed, usd);
             tracing::info!(
                 model = %crate::telemetry::clip(&request.model),
@@ -192,7 +197,7 @@ async fn newer_shared(
     key: &CacheKey,
     old: &Entry,
 ) -> Option<Arc<Entry>> {
-    let entry = redis.get(entry_key).await?;
+    let entry = redis.get(entry_key, key, &request.sealing).await?;
     let newer = entry.written_at_ms > old.written_at_ms
         && entry.is_fresh()
         && request.not_purged(key, &entry);

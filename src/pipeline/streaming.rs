@@ -114,6 +114,7 @@ pub async fn lead(
         guard,
         key: request.key,
         namespace: request.namespace.clone(),
+        sealing: request.sealing.clone(),
         model: request.model.clone(),
         route: request.kind.as_str(),
         ttl: request.directives.write_ttl(request.default_ttl),
@@ -193,6 +194,7 @@ struct Pump {
     guard: Option<LeaderGuard>,
     key: Option<crate::cache::key::CacheKey>,
     namespace: String,
+    sealing: crate::cache::seal::Sealing,
     model: String,
     route: &'static str,
     ttl: crate::cache::ttl::Ttl,
@@ -357,9 +359,13 @@ impl Pump {
         };
         let state = self.state;
         let namespace = self.namespace;
+        let sealing = self.sealing;
         async move {
             if let Some((entry, key)) = store {
-                state.tiers.store_shared(key, &namespace, &entry).await;
+                state
+                    .tiers
+                    .store_shared(key, &namespace, &sealing, &entry)
+                    .await;
             }
         }
     }

@@ -3,7 +3,11 @@
 //! `cache::dump` lines. A caller's key exports and imports its own namespace
 //! (and its `x-cache-namespace` segments); an admin key any namespace, or
 //! all of them. Export reads Redis when the backend has it (every instance's
-//! entries), else the memory tier.
+//! entries), else the memory tier. With `cache.encryption = "per-tenant"`
+//! every exported value is sealed: Redis values are copied as stored
+//! (unopened), memory entries are sealed on the way out for the namespaces
+//! the caller holds the key of (its own, shared ones); other tenants' memory
+//! entries are left out of a memory-only export.
 
 use std::sync::Arc;
 
@@ -18,7 +22,7 @@ use futures_util::stream;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::cache::dump;
+use crate::cache::{codec, dump};
 use crate::error::ProxyError;
 use crate::state::AppState;
 
@@ -36,6 +40,7 @@ pub struct ExportQuery {
 
 /// Who may see which namespaces.
 struct Scope {
+    credential: Option<String>,
     admin: bool,
     own: String,
     only: Option<String>,
@@ -47,6 +52,7 @@ impl Scope {
         Ok(Scope {
             admin: state.is_admin(credential.as_deref()),
             own: state.namespace(credential.as_deref(), None),
+            credential,
             only,
         })
     }
@@ -88,12 +94,17 @@ pub async fn export(
         });
         Body::from_stream(pages)
     } else if let Some(memory) = &state.tiers.memory {
-        let lines = memory
+        let lines: Vec<_> = memory
             .snapshot()
             .into_iter()
-            .filter(move |(_, ns, _)| scope.allows(ns))
-            .filter_map(|(key, ns, entry)| dump::encode_line(&ns, &key, &entry))
-            .map(|line| Ok::<_, std::io::Error>(Bytes::from(line)));
+            .filter(|(_, ns, _)| scope.allows(ns))
+            .filter_map(|(key, ns, entry)| {
+                let sealing = state.sealing_for_namespace(scope.credential.as_deref(), &ns)?;
+                let value = codec::encode_for(&entry, 1024, &key, &sealing)?;
+                dump::encode_line(&ns, &key, entry.remaining(), &value)
+            })
+            .map(|line| Ok::<_, std::io::Error>(Bytes::from(line)))
+            .collect();
         Body::from_stream(stream::iter(lines))
     } else {
         Body::empty()
@@ -113,10 +124,15 @@ async fn scan_page(state: &AppState, scope: &Scope, cursor: u64) -> Option<(u64,
         if !scope.allows(&namespace) {
             continue;
         }
-        if let Some(entry) = redis.get(&redis_key).await.filter(|e| e.is_fresh()) {
-            if let Some(line) = dump::encode_line(&namespace, &key, &entry) {
-                out.push_str(&line);
-            }
+        // As stored: a sealed value leaves sealed, whoever exports it.
+        let Some(value) = redis.get_raw(&redis_key).await else {
+            continue;
+        };
+        let Some(meta) = codec::peek(&value) else {
+            continue;
+        };
+        if let Some(line) = dump::encode_line(&namespace, &key, meta.remaining(), &value) {
+            out.push_str(&line);
         }
     }
     Some((next, Bytes::from(out)))
@@ -156,16 +172,43 @@ pub async fn import(
         if line.is_empty() {
             continue;
         }
-        let outcome = dump::decode_line(line).and_then(|(ns, key, entry)| {
-            if scope.allows(&ns) {
-                Ok((ns, key, entry))
-            } else {
-                Err(format!("namespace `{ns}` is not yours to import into"))
+        let outcome = dump::decode_line(line).and_then(|line| {
+            if !scope.allows(&line.namespace) {
+                return Err(format!(
+                    "namespace `{}` is not yours to import into",
+                    line.namespace
+                ));
             }
+            Ok(line)
         });
+        let outcome = match outcome {
+            Ok(line) => {
+                let sealing =
+                    state.sealing_for_namespace(scope.credential.as_deref(), &line.namespace);
+                let stored = state
+                    .tiers
+                    .store_encoded(
+                        line.key,
+                        &line.namespace,
+                        &line.value,
+                        &line.meta,
+                        sealing.as_ref(),
+                    )
+                    .await;
+                if stored {
+                    Ok(())
+                } else {
+                    Err(
+                        "the value does not open with this deployment's secret and your key, \
+                         and there is no Redis tier to keep it sealed"
+                            .to_owned(),
+                    )
+                }
+            }
+            Err(e) => Err(e),
+        };
         match outcome {
-            Ok((ns, key, entry)) => {
-                state.tiers.store(key, &ns, Arc::new(entry)).await;
+            Ok(()) => {
                 imported += 1;
             }
             Err(error) => {

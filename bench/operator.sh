@@ -9,7 +9,8 @@
 #
 #   ./bench/operator.sh            # BUILD=0 reuses target/release
 #
-# Knobs: DURATION=10s CONNECTIONS=32 ROUNDS=5 PIN=1 (server on CPU 0, the rest on CPU 1).
+# Knobs: DURATION=10s CONNECTIONS=32 ROUNDS=5 PIN=1 (server on CPU 0, the rest on CPU 1),
+# BIN=target/release (where reprise and mock-upstream are).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -23,7 +24,7 @@ export BENCH_DIR="$PWD/bench"
 if [ "$BUILD" = 1 ]; then
     cargo build --release --bins
 fi
-BIN=target/release
+BIN="${BIN:-target/release}"
 work="$(mktemp -d)"
 pids=()
 cleanup() {
@@ -53,7 +54,7 @@ for _ in $(seq 200); do
 done
 export REPRISE_BENCH_ADMIN=sk-bench-admin
 
-start_reprise() { # name fleet_stats
+start_reprise() { # name fleet_stats: sets URL and PID (not in a subshell, so cleanup sees the pid)
     local port; port="$(free_port)"
     cat >"$work/$1.toml" <<TOML
 [server]
@@ -75,12 +76,13 @@ models = ["*"]
 fleet_stats = $2
 TOML
     RUST_LOG=warn "${server_cpu[@]}" "$BIN/reprise" --config "$work/$1.toml" >"$work/$1.log" 2>&1 &
-    pids+=($!)
+    PID=$!
+    pids+=("$PID")
+    URL="http://127.0.0.1:$port"
     for _ in $(seq 200); do
-        curl -sf "http://127.0.0.1:$port/health" >/dev/null && break
+        curl -sf "$URL/health" >/dev/null && break
         sleep 0.05
     done
-    echo "http://127.0.0.1:$port"
 }
 
 post() { # url path body [auth]
@@ -100,8 +102,10 @@ warm() { # url
     exit 1
 }
 
-off="$(start_reprise off false)"
-on="$(start_reprise on true)"
+start_reprise off false
+off=$URL off_pid=$PID
+start_reprise on true
+on=$URL on_pid=$PID
 warm "$off"
 warm "$on"
 # Rules every hit on "on" checks; none matches the benchmark's entry.
@@ -110,19 +114,29 @@ post "$on" /v1/cache/purge '{"model": "some-other-model"}' >/dev/null
 post "$on" /v1/cache/purge '{"namespace": "another-tenant"}' sk-bench-admin >/dev/null
 warm "$on"
 
-run() { # url
-    "${client_cpu[@]}" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" -s bench/post.lua "$1" \
-        -- "$PWD/bench/hit-body.json" 2>/dev/null | awk '/^Requests\/sec/ {print $2}'
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# run URL PID: prints "req/s CPU-µs-per-request" (the server's utime + stime over the run:
+# on a shared machine CPU per request is steadier than req/s, which other load moves)
+run() {
+    local c0 c1 out
+    c0=$(cpu_ticks "$2")
+    out=$("${client_cpu[@]}" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" -s bench/post.lua "$1" \
+        -- "$PWD/bench/hit-body.json" 2>/dev/null | awk '/^RESULT/ {print}')
+    c1=$(cpu_ticks "$2")
+    awk -v line="$out" -v t=$((c1 - c0)) -v hz="$(getconf CLK_TCK)" 'BEGIN {
+        n = split(line, kv, " "); for (i = 2; i <= n; i++) {split(kv[i], p, "="); v[p[1]] = p[2]}
+        printf "%s %.2f\n", v["rps"], v["requests"] ? 1e6 * t / hz / v["requests"] : 0 }'
 }
 
-declare -a r_off r_on
+declare -a r_off r_on c_off c_on
 for i in $(seq "$ROUNDS"); do
     if [ $((i % 2)) = 1 ]; then
-        r_off+=("$(run "$off")"); r_on+=("$(run "$on")")
+        read -r a ca < <(run "$off" "$off_pid"); read -r b cb < <(run "$on" "$on_pid")
     else
-        r_on+=("$(run "$on")"); r_off+=("$(run "$off")")
+        read -r b cb < <(run "$on" "$on_pid"); read -r a ca < <(run "$off" "$off_pid")
     fi
-    echo "round $i: off ${r_off[-1]} req/s, on ${r_on[-1]} req/s"
+    r_off+=("$a") r_on+=("$b") c_off+=("$ca") c_on+=("$cb")
+    echo "round $i: off $a req/s ($ca CPU µs/req), on $b req/s ($cb CPU µs/req)"
 done
 # Still hits, and "on" really recorded fleet stats.
 [ "$(curl -s -o /dev/null -w '%{http_code}' "$on/v1/chat/completions" -H 'content-type: application/json' \
@@ -130,13 +144,17 @@ done
 fleet_requests="$(curl -s "$on/v1/cache/stats?scope=fleet" -H 'authorization: Bearer sk-bench' \
     | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])')"
 
-python3 - "$fleet_requests" "${r_off[*]}" "${r_on[*]}" <<'PY'
+python3 - "$fleet_requests" "${r_off[*]}" "${r_on[*]}" "${c_off[*]}" "${c_on[*]}" <<'PY'
 import statistics, sys
-fleet, off, on = sys.argv[1], [float(x) for x in sys.argv[2].split()], [float(x) for x in sys.argv[3].split()]
+fleet = sys.argv[1]
+off, on, coff, con = ([float(x) for x in a.split()] for a in sys.argv[2:6])
 mo, mn = statistics.median(off), statistics.median(on)
-print(f"\n| hit path (L1, tiered) | median req/s | range |\n|---|---|---|")
-print(f"| fleet stats + watermarks off | {mo:,.0f} | {min(off):,.0f}–{max(off):,.0f} |")
-print(f"| fleet stats + watermarks on  | {mn:,.0f} | {min(on):,.0f}–{max(on):,.0f} |")
-print(f"\non / off = {mn / mo:.3f} (paired ratios: {', '.join(f'{b / a:.3f}' for a, b in zip(off, on))})")
+print(f"\n| hit path (L1, tiered) | median req/s | range | median CPU µs/request | range |\n|---|---|---|---|---|")
+print(f"| fleet stats + watermarks off | {mo:,.0f} | {min(off):,.0f}–{max(off):,.0f} | {statistics.median(coff):.2f} | {min(coff):.2f}–{max(coff):.2f} |")
+print(f"| fleet stats + watermarks on  | {mn:,.0f} | {min(on):,.0f}–{max(on):,.0f} | {statistics.median(con):.2f} | {min(con):.2f}–{max(con):.2f} |")
+pr = [b / a for a, b in zip(off, on)]
+cr = [a / b for a, b in zip(coff, con) if b > 0]
+print(f"\non / off, req/s: median of paired ratios {statistics.median(pr):.3f} ({', '.join(f'{x:.3f}' for x in pr)})")
+print(f"on / off, requests per CPU second (off CPU/req ÷ on CPU/req): median {statistics.median(cr):.3f} ({', '.join(f'{x:.3f}' for x in cr)})")
 print(f"fleet stats recorded by 'on': {fleet} requests")
 PY

@@ -23,7 +23,8 @@ use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use reprise::stream::{
-    assemble, replay, synthesize, ChatStreamRecorder, LazyReplay, SseParser, StoredStream,
+    assemble, chunk_event, replay, synthesize, ChatStreamRecorder, LazyReplay, SseParser,
+    StoredStream, StreamLayout,
 };
 use serde_json::{json, Value};
 
@@ -99,6 +100,44 @@ fn record(body: &[u8]) -> StoredStream {
     }
     recorder.observe_end(&parser.finish());
     recorder.into_stored().expect("a complete stream")
+}
+
+/// Where each stored chunk sits in a serialized `StoredStream`.
+fn chunk_ranges(entry_body: &[u8]) -> Vec<std::ops::Range<usize>> {
+    #[derive(serde::Deserialize)]
+    struct Raw<'a> {
+        #[serde(borrow)]
+        chunks: Vec<&'a serde_json::value::RawValue>,
+    }
+    let raw: Raw<'_> = serde_json::from_slice(entry_body).unwrap();
+    let base = entry_body.as_ptr() as usize;
+    raw.chunks
+        .iter()
+        .map(|r| {
+            let start = r.get().as_ptr() as usize - base;
+            start..start + r.get().len()
+        })
+        .collect()
+}
+
+/// A stream hit before issue 15: each chunk parsed into a `Value` and
+/// re-serialized (`routing_metadata` on the last one).
+fn reserialize_each_chunk(
+    entry_body: &[u8],
+    ranges: &[std::ops::Range<usize>],
+    wants_usage: bool,
+    meta: &Value,
+) -> usize {
+    let mut sent = 0;
+    for (i, r) in ranges.iter().enumerate() {
+        let Ok(Value::Object(chunk)) = serde_json::from_slice::<Value>(&entry_body[r.clone()])
+        else {
+            continue;
+        };
+        let meta = (i + 1 == ranges.len()).then_some(meta);
+        sent += chunk_event(&chunk, wants_usage, meta).map_or(0, |b| b.len());
+    }
+    sent
 }
 
 fn bench_sse(c: &mut Criterion) {
@@ -202,6 +241,59 @@ fn bench_sse(c: &mut Criterion) {
         );
     }
     group.finish();
+    // What every later hit on an entry pays (the layout is kept with the
+    // entry since `b57277e`): the whole stream from a kept layout, with and
+    // without `include_usage` (without: each chunk's `"usage": null` goes).
+    // Since issue 15 a hit copies each chunk's stored bytes; the reference
+    // is what a hit did before: parse every chunk and re-serialize it.
+    for (group_name, wants_usage) in [
+        ("sse_hit_reserialize_each_chunk", true),
+        ("sse_hit_reserialize_each_chunk_no_usage", false),
+    ] {
+        let mut group = c.benchmark_group(group_name);
+        for (label, body) in &streams {
+            let entry_body = serde_json::to_vec(&record(body)).unwrap();
+            let ranges = chunk_ranges(&entry_body);
+            group.throughput(Throughput::Bytes(body.len() as u64));
+            group.bench_with_input(
+                BenchmarkId::from_parameter(label),
+                &entry_body,
+                |b, entry_body| {
+                    b.iter(|| {
+                        reserialize_each_chunk(black_box(entry_body), &ranges, wants_usage, &meta)
+                    })
+                },
+            );
+        }
+        group.finish();
+    }
+    for (group_name, wants_usage) in [
+        ("sse_hit_kept_layout_all_events", true),
+        ("sse_hit_kept_layout_all_events_no_usage", false),
+    ] {
+        let mut group = c.benchmark_group(group_name);
+        for (label, body) in &streams {
+            let entry_body = bytes::Bytes::from(serde_json::to_vec(&record(body)).unwrap());
+            let layout = std::sync::Arc::new(StreamLayout::scan(&entry_body).unwrap());
+            group.throughput(Throughput::Bytes(body.len() as u64));
+            group.bench_with_input(
+                BenchmarkId::from_parameter(label),
+                &entry_body,
+                |b, entry_body| {
+                    b.iter(|| {
+                        LazyReplay::with_layout(
+                            black_box(entry_body.clone()),
+                            layout.clone(),
+                            wants_usage,
+                            Some(meta.clone()),
+                        )
+                        .count()
+                    })
+                },
+            );
+        }
+        group.finish();
+    }
 }
 
 /// The other two conversions a hit may need (see `pipeline::respond`): a JSON

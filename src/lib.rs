@@ -36,6 +36,7 @@ pub mod error;
 pub mod json;
 pub mod limits;
 pub mod mcp;
+pub mod percpu;
 pub mod pipeline;
 pub mod providers;
 pub mod render;

@@ -2,10 +2,10 @@
 //! (namespace, cache type, model) so each caller sees only its own.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 use serde::Serialize;
 
+use crate::percpu::PerThread;
 use crate::render::{CacheStatus, Tier};
 
 /// What one finished request contributes.
@@ -176,16 +176,19 @@ fn round10(x: f64) -> f64 {
 /// lookup borrows its strings (no allocation once a slot exists).
 type Slots = HashMap<String, HashMap<&'static str, HashMap<String, Counters>>>;
 
+/// Counters per thread (see `percpu`): recording a request locks only the
+/// calling worker's slots; a report merges every thread's.
 #[derive(Default)]
 pub struct Stats {
-    slots: Mutex<Slots>,
+    slots: PerThread<Slots>,
 }
 
-/// Models with their own counters per (namespace, cache type); later ones
-/// are counted under [`OTHER`]. Model names are caller input: without a bound
+/// Models with their own counters per (namespace, cache type) in one
+/// thread's slots; later ones are counted under [`OTHER`]. Model names are caller input: without a bound
 /// a stream of made-up names would grow memory (and this report) forever.
 pub const MAX_MODELS_PER_NAMESPACE: usize = 32;
-/// Namespaces with their own counters; later ones share [`OTHER_NAMESPACE`].
+/// Namespaces with their own counters in one thread's slots; later ones
+/// share [`OTHER_NAMESPACE`] (memory: this bound times the worker threads).
 pub const MAX_NAMESPACES: usize = 4096;
 /// Bucket for models past the per-namespace bound.
 pub const OTHER: &str = "other";
@@ -223,24 +226,27 @@ fn slot<'a>(
 
 impl Stats {
     pub fn record(&self, namespace: &str, kind: &'static str, model: &str, r: &Record) {
-        let Ok(mut slots) = self.slots.lock() else {
-            return;
-        };
-        if let Some(c) = slot(&mut slots, namespace, kind, model) {
-            c.add(r);
-        }
+        self.slots.with(|slots| {
+            if let Some(c) = slot(slots, namespace, kind, model) {
+                c.add(r);
+            }
+        });
     }
 
     /// Adds a cost learned after the response started (streams), without
     /// counting another request.
     pub fn add_cost(&self, namespace: &str, kind: &'static str, model: &str, r: &Record) {
-        let Ok(mut slots) = self.slots.lock() else {
-            return;
-        };
-        if let Some(c) = slot(&mut slots, namespace, kind, model) {
-            c.usd_spent += r.usd_spent;
-            c.usd_saved_by_provider_cache += r.usd_saved_provider;
-        }
+        self.slots.with(|slots| {
+            if let Some(c) = slot(slots, namespace, kind, model) {
+                c.usd_spent += r.usd_spent;
+                c.usd_saved_by_provider_cache += r.usd_saved_provider;
+            }
+        });
+    }
+
+    /// How many threads hold counters (the contention check in tests).
+    pub fn threads(&self) -> usize {
+        self.slots.slots()
     }
 
     /// Counts a refresh-ahead attempt and what it spent, without counting
@@ -253,18 +259,17 @@ impl Stats {
         outcome: RefreshOutcome,
         usd_spent: f64,
     ) {
-        let Ok(mut slots) = self.slots.lock() else {
-            return;
-        };
-        if let Some(c) = slot(&mut slots, namespace, kind, model) {
-            c.usd_spent += usd_spent;
-            match outcome {
-                RefreshOutcome::Refreshed => c.refreshed += 1,
-                RefreshOutcome::Failed => c.refresh_failed += 1,
-                RefreshOutcome::OverBudget => c.refresh_over_budget += 1,
-                RefreshOutcome::Skipped => c.refresh_skipped += 1,
+        self.slots.with(|slots| {
+            if let Some(c) = slot(slots, namespace, kind, model) {
+                c.usd_spent += usd_spent;
+                match outcome {
+                    RefreshOutcome::Refreshed => c.refreshed += 1,
+                    RefreshOutcome::Failed => c.refresh_failed += 1,
+                    RefreshOutcome::OverBudget => c.refresh_over_budget += 1,
+                    RefreshOutcome::Skipped => c.refresh_skipped += 1,
+                }
             }
-        }
+        });
     }
 
     /// Totals, by cache type and by model, for the namespaces `visible` accepts.
@@ -272,7 +277,7 @@ impl Stats {
         let mut total = Counters::default();
         let mut by_type: HashMap<&'static str, Counters> = HashMap::new();
         let mut by_model: HashMap<String, Counters> = HashMap::new();
-        if let Ok(slots) = self.slots.lock() {
+        self.slots.for_each(|slots: &Slots| {
             for (_, kinds) in slots.iter().filter(|(ns, _)| visible(ns)) {
                 for (kind, models) in kinds {
                     for (model, c) in models {
@@ -282,7 +287,7 @@ impl Stats {
                     }
                 }
             }
-        }
+        });
         let mut types: Vec<_> = by_type.into_iter().collect();
         types.sort_by_key(|(k, _)| *k);
         let mut models: Vec<_> = by_model.into_iter().collect();
@@ -360,7 +365,7 @@ mod tests {
             models[OTHER]["requests"],
             1000 - MAX_MODELS_PER_NAMESPACE as u64
         );
-        let slots = s.slots.lock().unwrap();
+        let slots = s.slots.local().unwrap();
         assert_eq!(slots.len(), MAX_NAMESPACES + 1);
         assert!(slots.contains_key(OTHER_NAMESPACE));
         drop(slots);

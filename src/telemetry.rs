@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
+use crate::percpu::PerThread;
+
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
 /// Installs the recorder on first call; later calls reuse it. None if another
@@ -43,6 +45,7 @@ pub fn spawn_upkeep() {
             let mut tick = tokio::time::interval(Duration::from_secs(5));
             loop {
                 tick.tick().await;
+                flush();
                 handle.run_upkeep();
             }
         });
@@ -127,7 +130,12 @@ static DURATION: [OnceLock<metrics::Histogram>; 4] = [const { OnceLock::new() };
 static OVERHEAD: [OnceLock<metrics::Histogram>; 4] = [const { OnceLock::new() }; 4];
 static UPSTREAM: [OnceLock<metrics::Histogram>; 4] = [const { OnceLock::new() }; 4];
 
-/// Records one finished request.
+/// Records one finished request. The counter and the three histograms are
+/// first written to the calling thread's buffer (`percpu`): the recorder's
+/// handles are atomics shared by every core, so writing them per request
+/// would make every request on every core write the same cache lines. A
+/// thread's buffer goes to the recorder every [`FLUSH_EVERY`] requests, and
+/// every thread's buffer before `/metrics` renders ([`flush`]) and on upkeep.
 pub fn request(
     route: &'static str,
     http_status: u16,
@@ -148,28 +156,128 @@ pub fn request(
         index(&TIERS, tier),
     );
     let slot = ((r * 4 + class) * 6 + c) * 3 + t;
-    if let Some(cell) = REQUESTS.get(slot) {
-        cell.get_or_init(|| {
-            metrics::counter!("reprise_requests_total",
-                "route" => ROUTES[r], "status" => CLASSES[class], "cache" => CACHE[c], "tier" => TIERS[t])
-        })
-        .increment(1);
-    }
-    let route = ROUTES[r];
-    DURATION[r]
-        .get_or_init(|| metrics::histogram!("reprise_request_duration_seconds", "route" => route))
-        .record(total.as_secs_f64());
     let overhead = total.saturating_sub(upstream.unwrap_or_default());
-    OVERHEAD[r]
-        .get_or_init(|| metrics::histogram!("reprise_overhead_seconds", "route" => route))
-        .record(overhead.as_secs_f64());
-    if let Some(up) = upstream {
-        UPSTREAM[r]
-            .get_or_init(
-                || metrics::histogram!("reprise_upstream_duration_seconds", "route" => route),
-            )
-            .record(up.as_secs_f64());
+    PENDING.with(|p| {
+        if p.requests.is_empty() {
+            p.requests = vec![0; REQUESTS.len()];
+        }
+        if let Some(n) = p.requests.get_mut(slot) {
+            *n += 1;
+        }
+        p.samples.push(Sample {
+            route: r,
+            total: total.as_secs_f64(),
+            overhead: overhead.as_secs_f64(),
+            upstream: upstream.map(|d| d.as_secs_f64()),
+        });
+        if p.samples.len() >= FLUSH_EVERY {
+            p.flush();
+        }
+    });
+}
+
+/// Counters added on the request path besides `reprise_requests_total`,
+/// buffered per thread like it.
+#[derive(Debug, Clone, Copy)]
+pub enum Tally {
+    TokensSaved,
+    /// Micro-USD saved by reprise's cache.
+    SavedCache,
+    /// Micro-USD spent on provider calls.
+    Spent,
+    /// Micro-USD saved by the provider's prompt cache.
+    SavedProvider,
+}
+
+/// Adds `n` to a request-path counter (see [`request`] for the buffering).
+pub fn add(what: Tally, n: u64) {
+    if n == 0 {
+        return;
     }
+    PENDING.with(|p| p.tallies[what as usize] += n);
+}
+
+/// Requests a thread buffers before writing them to the recorder.
+pub const FLUSH_EVERY: usize = 256;
+
+struct Sample {
+    route: usize,
+    total: f64,
+    overhead: f64,
+    upstream: Option<f64>,
+}
+
+/// One thread's metrics not yet in the recorder.
+#[derive(Default)]
+struct Pending {
+    /// Per `REQUESTS` slot (allocated on first use).
+    requests: Vec<u64>,
+    samples: Vec<Sample>,
+    /// Indexed by [`Tally`].
+    tallies: [u64; 4],
+}
+
+static PENDING: std::sync::LazyLock<PerThread<Pending>> =
+    std::sync::LazyLock::new(PerThread::default);
+
+impl Pending {
+    fn flush(&mut self) {
+        for (slot, n) in self.requests.iter_mut().enumerate() {
+            if *n == 0 {
+                continue;
+            }
+            let (rest, t) = (slot / 3, slot % 3);
+            let (rest, c) = (rest / 6, rest % 6);
+            let (r, class) = (rest / 4, rest % 4);
+            if let Some(cell) = REQUESTS.get(slot) {
+                cell.get_or_init(|| {
+                    metrics::counter!("reprise_requests_total",
+                        "route" => ROUTES[r], "status" => CLASSES[class], "cache" => CACHE[c], "tier" => TIERS[t])
+                })
+                .increment(*n);
+            }
+            *n = 0;
+        }
+        let [tokens, saved_cache, spent, saved_provider] = std::mem::take(&mut self.tallies);
+        if tokens > 0 {
+            metrics::counter!("reprise_tokens_saved_total").increment(tokens);
+        }
+        if saved_cache > 0 {
+            metrics::counter!("reprise_saved_microusd_total", "source" => "cache")
+                .increment(saved_cache);
+        }
+        if spent > 0 {
+            metrics::counter!("reprise_spent_microusd_total").increment(spent);
+        }
+        if saved_provider > 0 {
+            metrics::counter!("reprise_saved_microusd_total", "source" => "provider_cache")
+                .increment(saved_provider);
+        }
+        for s in self.samples.drain(..) {
+            let route = ROUTES[s.route];
+            DURATION[s.route]
+                .get_or_init(
+                    || metrics::histogram!("reprise_request_duration_seconds", "route" => route),
+                )
+                .record(s.total);
+            OVERHEAD[s.route]
+                .get_or_init(|| metrics::histogram!("reprise_overhead_seconds", "route" => route))
+                .record(s.overhead);
+            if let Some(up) = s.upstream {
+                UPSTREAM[s.route]
+                    .get_or_init(|| {
+                        metrics::histogram!("reprise_upstream_duration_seconds", "route" => route)
+                    })
+                    .record(up);
+            }
+        }
+    }
+}
+
+/// Writes every thread's buffered request metrics to the recorder (before a
+/// render, so `/metrics` counts every finished request).
+pub fn flush() {
+    PENDING.drain(|mut p| p.flush());
 }
 
 /// Longest caller-supplied text written into one log field, in bytes.

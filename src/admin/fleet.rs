@@ -1,6 +1,7 @@
 //! Fleet statistics and time series.
 //!
-//! Every finished request adds to a pending tally (one mutex, no I/O). Once
+//! Every finished request adds to a pending tally (per worker thread, see
+//! `percpu`: no process-wide lock, no I/O). Once
 //! a second (`admin.stats_flush`) a background task moves the pending tally
 //! into this instance's per-minute history (24 h, for the instance series)
 //! and, with Redis, adds it to three hashes with pipelined `HINCRBY`s:
@@ -19,6 +20,7 @@ use serde_json::{json, Map, Value};
 use super::tally::{slot, Slots, Tally};
 use crate::cache::entry::unix_ms_now;
 use crate::cache::redis::RedisTier;
+use crate::percpu::PerThread;
 use crate::state::AppState;
 use crate::stats::Record;
 
@@ -28,7 +30,7 @@ const HISTORY_MINUTES: usize = 24 * 60 + 10;
 
 #[derive(Default)]
 pub struct Fleet {
-    pending: Mutex<Slots>,
+    pending: PerThread<Slots>,
     /// (minute since the epoch, what was flushed in it), oldest first.
     history: Mutex<VecDeque<(u64, Slots)>>,
 }
@@ -138,24 +140,26 @@ fn merge_slots(into: &mut Slots, from: &Slots) {
 
 impl Fleet {
     pub fn record(&self, ns: &str, route: &'static str, model: &str, r: &Record) {
-        if let Ok(mut pending) = self.pending.lock() {
-            if let Some(t) = slot(&mut pending, ns, route, model) {
+        self.pending.with(|pending| {
+            if let Some(t) = slot(pending, ns, route, model) {
                 t.add(route, r);
             }
-        }
+        });
     }
 
     pub fn add_cost(&self, ns: &str, route: &'static str, model: &str, r: &Record) {
-        if let Ok(mut pending) = self.pending.lock() {
-            if let Some(t) = slot(&mut pending, ns, route, model) {
+        self.pending.with(|pending| {
+            if let Some(t) = slot(pending, ns, route, model) {
                 t.add_cost(r);
             }
-        }
+        });
     }
 
     /// Moves the pending tally into history (and returns it for Redis).
     fn take(&self, now_ms: u64) -> Option<Slots> {
-        let pending = std::mem::take(&mut *self.pending.lock().ok()?);
+        let mut pending = Slots::new();
+        self.pending
+            .drain(|slots: Slots| merge_slots(&mut pending, &slots));
         if pending.is_empty() {
             return None;
         }

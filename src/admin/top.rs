@@ -3,9 +3,9 @@
 //! `CAP` keys; when full, one-hit keys make room, else a new key waits.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 
 use crate::cache::key::CacheKey;
+use crate::percpu::PerThread;
 
 const CAP: usize = 10_000;
 
@@ -18,51 +18,38 @@ pub struct TopEntry {
     pub saved_usd: f64,
 }
 
+/// Kept per thread (`percpu`; `CAP` keys each), merged by key on read.
 #[derive(Default)]
 pub struct TopEntries {
-    entries: Mutex<HashMap<CacheKey, TopEntry>>,
+    entries: PerThread<HashMap<CacheKey, TopEntry>>,
 }
 
 impl TopEntries {
     /// One answer served from the cache for `key`.
     pub fn record(&self, key: &CacheKey, namespace: &str, model: &str, saved_usd: f64) {
-        let Ok(mut entries) = self.entries.lock() else {
-            return;
-        };
-        if let Some(e) = entries.get_mut(key) {
-            e.hits += 1;
-            e.saved_usd += saved_usd;
-            return;
-        }
-        if entries.len() >= CAP {
-            entries.retain(|_, e| e.hits > 1);
-            if entries.len() >= CAP {
-                return;
-            }
-        }
-        entries.insert(
-            *key,
-            TopEntry {
-                key: *key,
-                namespace: namespace.to_owned(),
-                model: model.to_owned(),
-                hits: 1,
-                saved_usd,
-            },
-        );
+        self.entries
+            .with(|entries| add(entries, key, namespace, model, saved_usd));
     }
 
     /// The `limit` entries that saved most (then most hits) among the
     /// namespaces `visible` accepts.
     pub fn top(&self, limit: usize, visible: impl Fn(&str) -> bool) -> Vec<TopEntry> {
-        let mut out: Vec<TopEntry> = match self.entries.lock() {
-            Ok(entries) => entries
-                .values()
-                .filter(|e| visible(&e.namespace))
-                .cloned()
-                .collect(),
-            Err(_) => Vec::new(),
-        };
+        let mut merged: HashMap<CacheKey, TopEntry> = HashMap::new();
+        self.entries
+            .for_each(|entries: &HashMap<CacheKey, TopEntry>| {
+                for e in entries.values().filter(|e| visible(&e.namespace)) {
+                    match merged.get_mut(&e.key) {
+                        Some(m) => {
+                            m.hits += e.hits;
+                            m.saved_usd += e.saved_usd;
+                        }
+                        None => {
+                            merged.insert(e.key, e.clone());
+                        }
+                    }
+                }
+            });
+        let mut out: Vec<TopEntry> = merged.into_values().collect();
         out.sort_by(|a, b| {
             b.saved_usd
                 .total_cmp(&a.saved_usd)
@@ -72,6 +59,37 @@ impl TopEntries {
         out.truncate(limit);
         out
     }
+}
+
+/// Counts one served answer in one thread's entries.
+fn add(
+    entries: &mut HashMap<CacheKey, TopEntry>,
+    key: &CacheKey,
+    namespace: &str,
+    model: &str,
+    saved_usd: f64,
+) {
+    if let Some(e) = entries.get_mut(key) {
+        e.hits += 1;
+        e.saved_usd += saved_usd;
+        return;
+    }
+    if entries.len() >= CAP {
+        entries.retain(|_, e| e.hits > 1);
+        if entries.len() >= CAP {
+            return;
+        }
+    }
+    entries.insert(
+        *key,
+        TopEntry {
+            key: *key,
+            namespace: namespace.to_owned(),
+            model: model.to_owned(),
+            hits: 1,
+            saved_usd,
+        },
+    );
 }
 
 #[cfg(test)]

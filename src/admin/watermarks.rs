@@ -9,8 +9,9 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 
+use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 use wildmatch::WildMatch;
 
@@ -124,57 +125,66 @@ impl Mark {
     }
 }
 
-/// An immutable set of marks, indexed by base namespace (None = all).
+/// An immutable set of marks, indexed by base namespace (a lookup borrows
+/// the request's namespace: no allocation per hit).
 #[derive(Debug, Default)]
 struct Marks {
-    by_base: HashMap<Option<String>, Vec<Mark>>,
+    /// Rules without a namespace (admin `scope: "all"`).
+    every_namespace: Vec<Mark>,
+    by_base: HashMap<String, Vec<Mark>>,
 }
 
 impl Marks {
     fn is_empty(&self) -> bool {
-        self.by_base.is_empty()
+        self.every_namespace.is_empty() && self.by_base.is_empty()
     }
 
     fn purged(&self, scope: &Scope<'_>, requested_at_ms: u64) -> bool {
-        let check = |marks: Option<&Vec<Mark>>| {
-            marks.is_some_and(|ms| ms.iter().any(|m| m.purges(scope, requested_at_ms)))
-        };
-        check(self.by_base.get(&None))
-            || check(self.by_base.get(&Some(base(scope.namespace).to_owned())))
+        let check = |marks: &[Mark]| marks.iter().any(|m| m.purges(scope, requested_at_ms));
+        check(&self.every_namespace)
+            || self
+                .by_base
+                .get(base(scope.namespace))
+                .is_some_and(|ms| check(ms))
     }
 
     fn all(&self) -> impl Iterator<Item = &Mark> {
-        self.by_base.values().flatten()
+        self.every_namespace
+            .iter()
+            .chain(self.by_base.values().flatten())
     }
 
     fn from_marks(marks: impl IntoIterator<Item = Mark>) -> Marks {
-        let mut by_base: HashMap<Option<String>, Vec<Mark>> = HashMap::new();
+        let mut out = Marks::default();
         for m in marks {
-            let b = m.rule.namespace.as_deref().map(|ns| base(ns).to_owned());
-            by_base.entry(b).or_default().push(m);
+            match m.rule.namespace.as_deref().map(base) {
+                Some(b) => out.by_base.entry(b.to_owned()).or_default().push(m),
+                None => out.every_namespace.push(m),
+            }
         }
-        Marks { by_base }
+        out
     }
 }
 
-/// This instance's view of every purge rule.
+/// This instance's view of every purge rule. Lookups (every hit) read the
+/// current set through `ArcSwap` (no lock, no shared reference count written
+/// per lookup); `merge` (a purge, a sync) builds a new set under `update`.
 #[derive(Default)]
 pub struct Watermarks {
-    marks: RwLock<Arc<Marks>>,
+    marks: ArcSwap<Marks>,
     any: AtomicBool,
+    /// Serializes writers (a read-modify-write of the whole set).
+    update: Mutex<()>,
 }
 
 impl Watermarks {
     fn snapshot(&self) -> Arc<Marks> {
-        self.marks
-            .read()
-            .map(|m| m.clone())
-            .unwrap_or_else(|poisoned| poisoned.into_inner().clone())
+        self.marks.load_full()
     }
 
     /// Whether an entry of `scope` requested at `requested_at_ms` was purged.
     pub fn purged(&self, scope: &Scope<'_>, requested_at_ms: u64) -> bool {
-        self.any.load(Ordering::Acquire) && self.snapshot().purged(scope, requested_at_ms)
+        self.any.load(Ordering::Acquire) && self.marks.load().purged(scope, requested_at_ms)
     }
 
     /// Adds rules (a rule already known keeps the higher watermark) and drops
@@ -185,12 +195,16 @@ impl Watermarks {
         incoming: impl IntoIterator<Item = (Rule, Stamp)>,
         prune_before_ms: u64,
     ) -> Vec<Mark> {
-        let mut guard = match self.marks.write() {
+        let _writer = match self.update.lock() {
             Ok(g) => g,
             Err(poisoned) => poisoned.into_inner(),
         };
-        let mut current: HashMap<Rule, Stamp> =
-            guard.all().map(|m| (m.rule.clone(), m.stamp)).collect();
+        let mut current: HashMap<Rule, Stamp> = self
+            .marks
+            .load()
+            .all()
+            .map(|m| (m.rule.clone(), m.stamp))
+            .collect();
         let mut changed = Vec::new();
         for (rule, stamp) in incoming {
             let raised = current
@@ -203,8 +217,9 @@ impl Watermarks {
         }
         current.retain(|_, s| s.created_ms >= prune_before_ms);
         let marks = Marks::from_marks(current.into_iter().map(|(r, s)| Mark::new(r, s)));
-        self.any.store(!marks.is_empty(), Ordering::Release);
-        *guard = Arc::new(marks);
+        let any = !marks.is_empty();
+        self.marks.store(Arc::new(marks));
+        self.any.store(any, Ordering::Release);
         changed
     }
 

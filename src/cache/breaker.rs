@@ -3,6 +3,7 @@
 //! success closes the breaker. State changes are logged once each, never per
 //! request, and exported as a gauge.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -23,6 +24,10 @@ enum State {
 #[derive(Debug)]
 pub struct Breaker {
     state: Mutex<State>,
+    /// `state` is `Closed { failures: 0 }`: the healthy case, in which
+    /// `allow` and `success` only read this flag (every Redis operation calls
+    /// them; a lock there would be a process-wide write per request).
+    healthy: AtomicBool,
     threshold: u32,
     backoff: Duration,
 }
@@ -32,6 +37,7 @@ impl Breaker {
         metrics::gauge!("reprise_redis_breaker_open").set(0.0);
         Breaker {
             state: Mutex::new(State::Closed { failures: 0 }),
+            healthy: AtomicBool::new(true),
             threshold: threshold.max(1),
             backoff,
         }
@@ -40,6 +46,9 @@ impl Breaker {
     /// May this operation try Redis? An open breaker whose back-off has passed
     /// lets exactly one probe through.
     pub fn allow(&self) -> bool {
+        if self.healthy.load(Ordering::Acquire) {
+            return true;
+        }
         let Ok(mut state) = self.state.lock() else {
             return true;
         };
@@ -58,6 +67,9 @@ impl Breaker {
     }
 
     pub fn success(&self) {
+        if self.healthy.load(Ordering::Acquire) {
+            return;
+        }
         let Ok(mut state) = self.state.lock() else {
             return;
         };
@@ -66,6 +78,7 @@ impl Breaker {
             metrics::gauge!("reprise_redis_breaker_open").set(0.0);
         }
         *state = State::Closed { failures: 0 };
+        self.healthy.store(true, Ordering::Release);
     }
 
     pub fn failure(&self, what: &str) {
@@ -73,6 +86,7 @@ impl Breaker {
         let Ok(mut state) = self.state.lock() else {
             return;
         };
+        self.healthy.store(false, Ordering::Release);
         let open = match *state {
             State::Closed { failures } if failures + 1 >= self.threshold => {
                 tracing::warn!(

@@ -10,6 +10,7 @@ use crate::cost::{self, Cost};
 use crate::render::{CacheStatus, Tier};
 use crate::state::AppState;
 use crate::stats::Record;
+use crate::telemetry::{self, Tally};
 
 /// The raw `usage` object of a JSON response body, if it is a complete JSON
 /// object (validates the whole body without building it).
@@ -65,10 +66,9 @@ pub fn hit_record(
 ) -> Record {
     let tokens = entry.total_tokens.unwrap_or(0);
     let saved = cost.map_or(0.0, |c| c.cache_savings_usd);
-    metrics::counter!("reprise_tokens_saved_total").increment(tokens);
+    telemetry::add(Tally::TokensSaved, tokens);
     if saved > 0.0 {
-        metrics::counter!("reprise_saved_microusd_total", "source" => "cache")
-            .increment(micro_usd(saved));
+        telemetry::add(Tally::SavedCache, micro_usd(saved));
     }
     Record {
         status: Some(status),
@@ -85,11 +85,10 @@ pub fn hit_record(
 pub fn miss_record(status: CacheStatus, cost: Option<&Cost>) -> Record {
     let (spent, saved) = cost.map_or((0.0, 0.0), |c| (c.usd, c.cache_savings_usd));
     if spent > 0.0 {
-        metrics::counter!("reprise_spent_microusd_total").increment(micro_usd(spent));
+        telemetry::add(Tally::Spent, micro_usd(spent));
     }
     if saved > 0.0 {
-        metrics::counter!("reprise_saved_microusd_total", "source" => "provider_cache")
-            .increment(micro_usd(saved));
+        telemetry::add(Tally::SavedProvider, micro_usd(saved));
     }
     Record {
         status: Some(status),

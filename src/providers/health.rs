@@ -80,8 +80,14 @@ impl Health {
 
     /// An answer arrived: the failure streak ends and the replica is back.
     pub fn record_success(&self) {
-        self.consecutive_failures.store(0, Ordering::Relaxed);
-        if self.ejected_until.swap(0, Ordering::AcqRel) != 0 {
+        // Read before writing: a healthy replica's success (every request)
+        // then writes nothing that other cores share.
+        if self.consecutive_failures.load(Ordering::Relaxed) != 0 {
+            self.consecutive_failures.store(0, Ordering::Relaxed);
+        }
+        if self.ejected_until.load(Ordering::Acquire) != 0
+            && self.ejected_until.swap(0, Ordering::AcqRel) != 0
+        {
             self.backoff_ms.store(0, Ordering::Relaxed);
             metrics::counter!("reprise_replica_recoveries_total").increment(1);
         }

@@ -119,6 +119,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         metrics::gauge!("reprise_cache_entries", "tier" => "memory").set(entries as f64);
         metrics::gauge!("reprise_cache_bytes", "tier" => "memory").set(bytes as f64);
     }
+    crate::telemetry::flush();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         handle.render(),

@@ -1,10 +1,17 @@
 //! Replaying a stored stream straight from its serialized bytes, one event at
-//! a time: only the chunk being sent is parsed, so the first event leaves
-//! after one chunk's work instead of after the whole stream's (a long answer
-//! has hundreds of chunks). Produces exactly what [`super::replay`] does.
+//! a time. Produces exactly what [`super::replay`] does.
+//!
+//! The entry's layout (scanned once per entry and kept with it) records where
+//! each chunk's JSON sits in the stored body. The first replay of a chunk
+//! checks, once per entry, that its bytes are what re-serializing it prints
+//! (and where its top-level `"usage":null` is); every later hit then sends it
+//! as a copy of stored bytes (`data: ` + the chunk + a blank line, minus that
+//! null usage for clients that did not ask for usage). Only the event that
+//! carries `routing_metadata` (and the usage chunk) is parsed and
+//! re-serialized on every hit.
 
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use serde::Deserialize;
@@ -13,13 +20,44 @@ use serde_json::{Map, Value};
 
 use super::{chunk_event, DONE_EVENT};
 
+/// One stored chunk: where it is, and (once checked) how it may be sent.
+#[derive(Debug)]
+struct ChunkBytes {
+    range: Range<usize>,
+    check: OnceLock<Check>,
+}
+
+/// Whether a chunk's stored bytes can be sent as they are.
+#[derive(Debug)]
+struct Check {
+    /// The bytes equal the chunk re-serialized (with a null usage kept): a
+    /// client that asked for usage gets them as they are.
+    verbatim: bool,
+    /// For a client that did not ask for usage.
+    without_usage: WithoutUsage,
+}
+
+/// How a chunk is sent to a client that did not ask for usage.
+#[derive(Debug)]
+enum WithoutUsage {
+    /// As stored (no null `usage` to drop).
+    Same,
+    /// Stored bytes minus this range within the chunk (`,"usage":null`),
+    /// checked to equal the chunk re-serialized without it.
+    Cut(Range<usize>),
+    /// Parsed and re-serialized.
+    Reserialize,
+}
+
 /// Where a stored stream's chunks and usage sit inside its serialized form.
 /// Found by one scan of the entry (the whole body); an entry keeps it, so
 /// later hits on the same entry skip the scan (`entry::Derived::stream_layout`).
 #[derive(Debug)]
 pub struct StreamLayout {
-    chunks: Vec<Range<usize>>,
+    chunks: Vec<ChunkBytes>,
     usage: Option<Range<usize>>,
+    /// The chunk whose `id`, `model`, … the usage chunk repeats (found once).
+    envelope: OnceLock<Option<usize>>,
 }
 
 impl StreamLayout {
@@ -40,10 +78,59 @@ impl StreamLayout {
             start..start + text.len()
         };
         Some(StreamLayout {
-            chunks: raw.chunks.iter().map(|r| range(r)).collect(),
+            chunks: raw
+                .chunks
+                .iter()
+                .map(|r| ChunkBytes {
+                    range: range(r),
+                    check: OnceLock::new(),
+                })
+                .collect(),
             usage: raw.usage.map(range),
+            envelope: OnceLock::new(),
         })
     }
+}
+
+/// What a hit may send of one chunk without parsing it.
+fn check_chunk(text: &[u8]) -> Check {
+    let mut out = Check {
+        verbatim: false,
+        without_usage: WithoutUsage::Reserialize,
+    };
+    let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(text) else {
+        return out;
+    };
+    let map = &map;
+    // A chunk naming `routing_metadata` itself takes the slow path (the
+    // metadata replaces it there).
+    if map.contains_key("routing_metadata") {
+        return out;
+    }
+    let event = |keep_null_usage| chunk_event(map, keep_null_usage, None);
+    let framed = |b: &Bytes| b.get(6..b.len().saturating_sub(2)).map(<[u8]>::to_vec);
+    out.verbatim = event(true).as_ref().and_then(framed).as_deref() == Some(text);
+    if !out.verbatim {
+        return out;
+    }
+    if !map.get("usage").is_some_and(Value::is_null) {
+        out.without_usage = WithoutUsage::Same;
+    } else {
+        if let Some(without) = event(false).as_ref().and_then(framed) {
+            // The dropped bytes are where the two first differ.
+            let start = text
+                .iter()
+                .zip(&without)
+                .take_while(|(a, b)| a == b)
+                .count();
+            let cut = start..start + text.len().saturating_sub(without.len());
+            let spliced = [&text[..start], &text[cut.end..]].concat();
+            if spliced == without {
+                out.without_usage = WithoutUsage::Cut(cut);
+            }
+        }
+    }
+    out
 }
 
 /// Replays a stored stream one event at a time.
@@ -53,10 +140,6 @@ pub struct LazyReplay {
     usage: Option<Value>,
     meta: Option<Value>,
     wants_usage: bool,
-    /// `id`, `created`, … for the usage chunk (from the first chunk with choices).
-    envelope: Option<Map<String, Value>>,
-    /// Whether `envelope` came from a chunk with choices (final once true).
-    envelope_has_choices: bool,
     next: usize,
 }
 
@@ -86,48 +169,81 @@ impl LazyReplay {
             usage,
             meta,
             wants_usage,
-            envelope: None,
-            envelope_has_choices: false,
             next: 0,
             body,
         }
     }
 
     fn chunk(&self, i: usize) -> Option<Map<String, Value>> {
-        let range = self.layout.chunks.get(i)?.clone();
+        let range = self.layout.chunks.get(i)?.range.clone();
         match serde_json::from_slice::<Value>(self.body.get(range)?) {
             Ok(Value::Object(map)) => Some(map),
             _ => None,
         }
     }
 
-    fn remember_envelope(&mut self, chunk: &Map<String, Value>) {
-        if self.envelope_has_choices {
-            return;
+    /// Chunk `i` as an event from its stored bytes, if the layout allows.
+    fn stored_event(&self, i: usize) -> Option<Bytes> {
+        let c = self.layout.chunks.get(i)?;
+        let text = self.body.get(c.range.clone())?;
+        let check = c.check.get_or_init(|| check_chunk(text));
+        if !check.verbatim {
+            return None;
         }
-        let has_choices = chunk
-            .get("choices")
-            .and_then(Value::as_array)
-            .is_some_and(|c| !c.is_empty());
-        if self.envelope.is_none() || has_choices {
-            let mut env = Map::new();
-            for key in [
-                "id",
-                "object",
-                "created",
-                "model",
-                "service_tier",
-                "system_fingerprint",
-            ] {
-                if key == "object" {
-                    env.insert(key.into(), "chat.completion.chunk".into());
-                } else if let Some(v) = chunk.get(key) {
-                    env.insert(key.into(), v.clone());
+        let keep: [&[u8]; 2] = match (&check.without_usage, self.wants_usage) {
+            (_, true) | (WithoutUsage::Same, false) => [text, &[]],
+            (WithoutUsage::Cut(cut), false) => [text.get(..cut.start)?, text.get(cut.end..)?],
+            (WithoutUsage::Reserialize, false) => return None,
+        };
+        let mut out = Vec::with_capacity(text.len() + 8);
+        out.extend_from_slice(b"data: ");
+        out.extend_from_slice(keep[0]);
+        out.extend_from_slice(keep[1]);
+        out.extend_from_slice(b"\n\n");
+        Some(Bytes::from(out))
+    }
+
+    /// The first chunk with choices, else the first object (as
+    /// [`super::envelope_source`] picks it), found once per entry.
+    fn envelope_index(&self) -> Option<usize> {
+        *self.layout.envelope.get_or_init(|| {
+            let mut first = None;
+            for i in 0..self.layout.chunks.len() {
+                let Some(chunk) = self.chunk(i) else { continue };
+                first.get_or_insert(i);
+                let has_choices = chunk
+                    .get("choices")
+                    .and_then(Value::as_array)
+                    .is_some_and(|c| !c.is_empty());
+                if has_choices {
+                    return Some(i);
                 }
             }
-            self.envelope = Some(env);
-            self.envelope_has_choices = has_choices;
+            first
+        })
+    }
+
+    /// The usage chunk: `id`, `model`, … of the envelope chunk, no choices.
+    fn usage_chunk(&self, usage: Value) -> Map<String, Value> {
+        let source = self.envelope_index().and_then(|e| self.chunk(e));
+        let mut chunk = Map::new();
+        for key in [
+            "id",
+            "object",
+            "created",
+            "model",
+            "service_tier",
+            "system_fingerprint",
+        ] {
+            if key == "object" {
+                chunk.insert(key.into(), "chat.completion.chunk".into());
+            } else if let Some(v) = source.as_ref().and_then(|s| s.get(key)) {
+                chunk.insert(key.into(), v.clone());
+            }
         }
+        chunk.insert("choices".into(), Value::Array(Vec::new()));
+        chunk.insert("usage".into(), usage);
+        chunk
     }
 }
 
@@ -140,12 +256,14 @@ impl Iterator for LazyReplay {
             let i = self.next;
             self.next += 1;
             if i < n {
-                let Some(chunk) = self.chunk(i) else { continue };
-                if self.usage.is_some() {
-                    self.remember_envelope(&chunk);
-                }
                 let last_with_meta = i + 1 == n && self.usage.is_none();
                 let meta = self.meta.as_ref().filter(|_| last_with_meta);
+                if meta.is_none() {
+                    if let Some(bytes) = self.stored_event(i) {
+                        return Some(bytes);
+                    }
+                }
+                let Some(chunk) = self.chunk(i) else { continue };
                 match chunk_event(&chunk, self.wants_usage, meta) {
                     Some(bytes) => return Some(bytes),
                     None => continue,
@@ -155,9 +273,7 @@ impl Iterator for LazyReplay {
                 let Some(usage) = self.usage.take() else {
                     continue;
                 };
-                let mut chunk = self.envelope.take().unwrap_or_default();
-                chunk.insert("choices".into(), Value::Array(Vec::new()));
-                chunk.insert("usage".into(), usage);
+                let chunk = self.usage_chunk(usage);
                 match chunk_event(&chunk, true, self.meta.as_ref()) {
                     Some(bytes) => return Some(bytes),
                     None => continue,
@@ -240,6 +356,42 @@ mod tests {
             assert_eq!(kept, fresh);
             assert_eq!(kept, replay(&s, wants, None));
         }
+    }
+
+    /// Hits copy stored bytes: every chunk of a stored body is sendable as it
+    /// is, and a null usage has a checked range to drop.
+    #[test]
+    fn stored_chunks_are_sent_as_copies() {
+        let body = Bytes::from(serde_json::to_vec(&stored()).unwrap());
+        let layout = Arc::new(StreamLayout::scan(&body).unwrap());
+        let replayed = LazyReplay::with_layout(body.clone(), layout.clone(), true, None).count();
+        assert_eq!(replayed, 6, "four chunks, the usage chunk, [DONE]");
+        let checks: Vec<&Check> = layout.chunks.iter().filter_map(|c| c.check.get()).collect();
+        assert_eq!(checks.len(), 4);
+        assert!(checks.iter().all(|c| c.verbatim));
+        assert!(checks
+            .iter()
+            .all(|c| matches!(c.without_usage, WithoutUsage::Cut(_))));
+        assert_eq!(layout.envelope.get(), Some(&Some(1)));
+    }
+
+    /// Bytes that are not what re-serializing prints (an imported,
+    /// pretty-printed entry) take the parse path: same events, no raw
+    /// newlines inside an event.
+    #[test]
+    fn non_canonical_bytes_are_reserialized() {
+        let s = stored();
+        let body = Bytes::from(serde_json::to_vec_pretty(&s).unwrap());
+        let layout = Arc::new(StreamLayout::scan(&body).unwrap());
+        for wants in [false, true] {
+            let lazy: Vec<Bytes> =
+                LazyReplay::with_layout(body.clone(), layout.clone(), wants, None).collect();
+            assert_eq!(lazy, replay(&s, wants, None));
+        }
+        assert!(layout
+            .chunks
+            .iter()
+            .all(|c| c.check.get().is_some_and(|c| !c.verbatim)));
     }
 
     #[test]

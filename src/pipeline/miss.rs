@@ -169,16 +169,28 @@ pub async fn forward_and_store(
         }
         let (state, key, namespace) = (state.clone(), request.key, request.namespace.clone());
         let sealing = request.sealing.clone();
-        if guard.is_some() || storable || lock.is_some() {
+        // Memory first and the flight completed before the response leaves:
+        // a caller who repeats the request after reading this answer must get
+        // a hit, not join a flight whose clean-up task has not run yet.
+        if let (Some(entry), Some(key), true) = (&entry, key, storable) {
+            state
+                .tiers
+                .store_memory(key, &namespace, entry.clone())
+                .await;
+        }
+        if let Some(guard) = guard {
+            guard.complete(match &entry {
+                Some(entry) => Outcome::Shared(entry.clone()),
+                None => Outcome::Failed(failure),
+            });
+        }
+        if (storable && state.tiers.redis.is_some()) || lock.is_some() {
             tokio::spawn(async move {
-                if let Some(guard) = guard {
-                    guard.complete(match &entry {
-                        Some(entry) => Outcome::Shared(entry.clone()),
-                        None => Outcome::Failed(failure),
-                    });
-                }
                 if let (Some(entry), Some(key), true) = (entry, key, storable) {
-                    state.tiers.store(key, &namespace, &sealing, entry).await;
+                    state
+                        .tiers
+                        .store_shared(key, &namespace, &sealing, &entry)
+                        .await;
                 }
                 if let (Some(lock), Some(redis)) = (lock, state.tiers.redis.as_ref()) {
                     redis.unlock(&lock).await;

@@ -87,10 +87,15 @@ async fn fleet_stats_and_series_count_both_instances() {
         "two hits, each saving the original >= 40 ms call: {fleet}"
     );
     assert_eq!(fleet["by_model"]["gpt-4o-mini"]["requests"], 3);
+    assert!(
+        fleet.get("refresh").is_none(),
+        "refresh-ahead is per instance"
+    );
 
     // Per instance stays the default.
     let own = get(&a, "/v1/cache/stats", key).await.json();
     assert_eq!(own["view"], "instance");
+    assert_eq!(own["refresh"]["refreshed"], 0);
     assert_eq!(own["requests"], 1);
     assert_eq!(own["server"]["redis"], "ok");
 

@@ -411,3 +411,51 @@ async fn a_tiered_instance_takes_a_refresh_another_instance_made() {
     assert_eq!(hit_id(&a, &body).await, new_id);
     assert_eq!(mock.chat_calls().await, 2, "one refresh for the fleet");
 }
+
+/// Encryption at rest: the refreshed entry is sealed for the hit's tenant
+/// (another instance with the same secret opens it), and no value in Redis
+/// shows the prompt kept for the refresh.
+#[tokio::test]
+async fn a_refresh_under_encryption_is_sealed_for_the_tenant() {
+    std::env::set_var(
+        "REPRISE_TEST_REFRESH_SECRET",
+        "a refresh test secret, 32 bytes or more",
+    );
+    let redis = RedisServer::start().await;
+    let mock = Mock::start().await;
+    let mut config = refreshing(&mock, "1h", 2, "100%", 60);
+    config.cache.backend = Backend::Redis;
+    config.cache.redis.url = redis.url();
+    config.cache.encryption = reprise::cache::seal::Encryption::PerTenant;
+    config.cache.encryption_key_env = Some("REPRISE_TEST_REFRESH_SECRET".into());
+    let a = Proxy::start(config.clone()).await;
+    let b = Proxy::start(config).await;
+
+    let body = chat_body("sealed-zebraquantum");
+    let first = a.chat(&body).await;
+    assert_eq!(first.cache_status(), "miss");
+    let old_id = first.json()["id"].as_str().unwrap().to_owned();
+    a.wait_cached(CHAT, &body, &[]).await; // hit 1
+    assert_eq!(hit_id(&a, &body).await, old_id); // hit 2: the refresh
+    refresh_stats(&a, |r| r["refreshed"] == 1).await;
+    let new_id = hit_id(&b, &body).await;
+    assert_ne!(new_id, old_id, "b opens the refreshed, sealed entry");
+
+    let redis_key = format!(
+        "reprise:v1:{}:{}",
+        reprise::pipeline::credential_namespace(Some("sk-test-a")),
+        first.header("x-cache-key").unwrap()
+    );
+    let raw = std::process::Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "GET", &redis_key])
+        .output()
+        .unwrap()
+        .stdout;
+    assert!(raw.len() > 100, "an entry is stored");
+    for plain in ["zebraquantum", "Mock answer", new_id.as_str()] {
+        assert!(
+            !raw.windows(plain.len()).any(|w| w == plain.as_bytes()),
+            "{plain} in the sealed value"
+        );
+    }
+}

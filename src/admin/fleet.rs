@@ -325,10 +325,10 @@ pub fn report(slots: &Slots) -> Value {
         let mut v: Vec<_> = m.into_iter().collect();
         v.sort_by(|a, b| a.0.cmp(b.0));
         v.into_iter()
-            .map(|(k, t)| (k.to_owned(), t.counters().view()))
+            .map(|(k, t)| (k.to_owned(), fleet_view(&t)))
             .collect()
     };
-    let mut out = total.counters().view();
+    let mut out = fleet_view(&total);
     if let Some(o) = out.as_object_mut() {
         o.insert("hits_by_type".into(), hits_by_type(&total));
         o.insert("by_type".into(), view(by_route).into());
@@ -336,6 +336,17 @@ pub fn report(slots: &Slots) -> Value {
         o.insert("by_namespace".into(), view(by_ns).into());
     }
     out
+}
+
+/// A tally's counters as the stats view, without the refresh-ahead
+/// outcomes: those are per instance (`/v1/cache/stats`, `/metrics`), and a
+/// fleet view of zeros would mislead.
+fn fleet_view(t: &Tally) -> Value {
+    let mut view = t.counters().view();
+    if let Some(o) = view.as_object_mut() {
+        o.remove("refresh");
+    }
+    view
 }
 
 pub fn hits_by_type(t: &Tally) -> Value {

@@ -156,6 +156,14 @@ impl Tiers {
         stored
     }
 
+    /// Writes to the memory tier only: cheap, so a miss does it before its
+    /// response goes out, and the caller's next identical request is a hit.
+    pub async fn store_memory(&self, key: CacheKey, namespace: &str, entry: Arc<Entry>) {
+        if let Some(memory) = &self.memory {
+            memory.insert(key, namespace, entry).await;
+        }
+    }
+
     /// Writes to every tier (called off the response path).
     pub async fn store(
         &self,

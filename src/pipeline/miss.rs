@@ -174,17 +174,31 @@ pub async fn forward_and_store(
         };
         let (state, key, namespace) = (state.clone(), request.key, request.namespace.clone());
         let sealing = request.sealing.clone();
-        if guard.is_some() || storable || lock.is_some() {
+        // Memory first and the flight completed before the response leaves:
+        // a caller who repeats the request after reading this answer must get
+        // a hit, not join a flight whose clean-up task has not run yet.
+        if let (Some(entry), Some(key), true) = (&entry, key, storable) {
+            state
+                .tiers
+                .store_memory(key, &namespace, entry.clone())
+                .await;
+        }
+        if let Some(guard) = guard {
+            guard.complete(match &entry {
+                Some(entry) => Outcome::Shared(entry.clone()),
+                None => Outcome::Failed(failure),
+            });
+        }
+        // The Redis write and the semantic index (an embedding) stay off the
+        // response path.
+        if storable || lock.is_some() {
             tokio::spawn(async move {
-                if let Some(guard) = guard {
-                    guard.complete(match &entry {
-                        Some(entry) => Outcome::Shared(entry.clone()),
-                        None => Outcome::Failed(failure),
-                    });
-                }
                 if let (Some(entry), Some(key), true) = (entry, key, storable) {
                     let expire = entry.remaining();
-                    state.tiers.store(key, &namespace, &sealing, entry).await;
+                    state
+                        .tiers
+                        .store_shared(key, &namespace, &sealing, &entry)
+                        .await;
                     if let Some(remember) = remember {
                         remember.run(key, expire).await;
                     }

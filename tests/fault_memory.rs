@@ -215,17 +215,28 @@ async fn scenarios() {
     settles("upstream reset mid-body", baseline, rss()).await;
     not_stored(&proxy, "reset", &reset("reset", 0)).await;
 
-    run(&proxy, REQUESTS, |i| garbage("garbage", i), failed("garbage")).await;
+    run(
+        &proxy,
+        REQUESTS,
+        |i| garbage("garbage", i),
+        failed("garbage"),
+    )
+    .await;
     settles("upstream garbage", baseline, rss()).await;
     not_stored(&proxy, "garbage", &garbage("garbage", 0)).await;
 
-    run(&proxy, REQUESTS, |i| stall("stall", i), |i, r| {
-        assert_eq!(r.status, 200, "stall {i}");
-        assert!(
-            !r.bytes.ends_with(b"data: [DONE]\n\n"),
-            "stall {i}: the stalled stream ended cleanly"
-        );
-    })
+    run(
+        &proxy,
+        REQUESTS,
+        |i| stall("stall", i),
+        |i, r| {
+            assert_eq!(r.status, 200, "stall {i}");
+            assert!(
+                !r.bytes.ends_with(b"data: [DONE]\n\n"),
+                "stall {i}: the stalled stream ended cleanly"
+            );
+        },
+    )
     .await;
     settles("upstream stall mid-stream", baseline, rss()).await;
     not_stored(&proxy, "stall", &stall("stall", 0)).await;

@@ -139,7 +139,12 @@ async fn anthropic_garbage_is_an_anthropic_shaped_502_and_never_stored() {
         async move { common::Reply::from(req.send().await.unwrap()).await }
     };
     let reply = bounded("anthropic garbage", send(None)).await;
-    assert_eq!(reply.status, 502, "{}", String::from_utf8_lossy(&reply.bytes));
+    assert_eq!(
+        reply.status,
+        502,
+        "{}",
+        String::from_utf8_lossy(&reply.bytes)
+    );
     let json = reply.json();
     assert_eq!(json["type"], "error");
     assert_eq!(json["error"]["type"], "api_error");

@@ -84,10 +84,13 @@ pub async fn lead(
         )
         .await?;
         // A provider that ignored `stream` may answer JSON; anything else is a 502.
-        if let Err(e) =
-            upstream::require_json(&request.provider, upstream_status, &headers, &body)
+        if let Err(e) = upstream::require_json(&request.provider, upstream_status, &headers, &body)
         {
-            fail_flight(guard, e.status().as_u16(), Bytes::from(e.body().to_string()));
+            fail_flight(
+                guard,
+                e.status().as_u16(),
+                Bytes::from(e.body().to_string()),
+            );
             return Err(e);
         }
         fail_flight(guard, upstream_status.as_u16(), body.clone());
@@ -378,7 +381,7 @@ impl Pump {
                     .store_shared(key, &namespace, &sealing, &entry)
                     .await;
                 if let Some(remember) = remember {
-                    remember.run(key, entry.remaining()).await;
+                    remember.run(key, entry.remaining(), &entry).await;
                 }
             }
         }

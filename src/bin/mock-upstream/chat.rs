@@ -63,6 +63,11 @@ pub async fn handle(State(state): State<Shared>, headers: HeaderMap, raw: Bytes)
         );
     }
     let mut answer = build_answer(&req.body, &req.model, state.recorder.next_seq(), unix_now());
+    if let (Some(text), false) = (state.fixed_answer.get(), req.model.starts_with("judge-yes")) {
+        for choice in answer.choices.iter_mut().filter(|c| c.content.is_some()) {
+            choice.content = Some(text.clone());
+        }
+    }
     let pad = openai::padding(&headers);
     if !pad.is_empty() {
         for content in answer.choices.iter_mut().filter_map(|c| c.content.as_mut()) {
@@ -91,7 +96,11 @@ pub async fn handle(State(state): State<Shared>, headers: HeaderMap, raw: Bytes)
     if req.stall {
         let mut events = stream::events(&answer, include_usage);
         // Drop the finish chunk and `[DONE]` (and the usage chunk): an unfinished stream.
-        events.truncate(events.len().saturating_sub(if include_usage { 3 } else { 2 }));
+        events.truncate(
+            events
+                .len()
+                .saturating_sub(if include_usage { 3 } else { 2 }),
+        );
         stream::stalled_response(stream::SSE, events)
     } else if req.cut {
         let events = stream::cut_events(&answer, include_usage);

@@ -128,6 +128,10 @@ pub struct LimitsConfig {
     /// Requests being handled (streams until their last byte); one more is
     /// answered 503 with `Retry-After` (load shedding).
     pub max_in_flight: usize,
+    /// Open MCP GET streams (`/mcp/{NAME}` server-to-client messages, open
+    /// for a whole session); counted here instead of in `max_in_flight`, so
+    /// idle MCP listeners cannot shed real traffic. One more: 503.
+    pub max_mcp_streams: usize,
     /// The `Retry-After` of a shed request (whole seconds, at least 1).
     #[serde(with = "humantime_serde_compat")]
     pub shed_retry_after: Duration,
@@ -144,6 +148,7 @@ impl Default for LimitsConfig {
             body_read_timeout: Duration::from_secs(30),
             max_connections: 4096,
             max_in_flight: 1024,
+            max_mcp_streams: 256,
             shed_retry_after: Duration::from_secs(1),
         }
     }
@@ -781,6 +786,7 @@ impl Config {
         for (field, n) in [
             ("limits.max_connections", limits.max_connections),
             ("limits.max_in_flight", limits.max_in_flight),
+            ("limits.max_mcp_streams", limits.max_mcp_streams),
         ] {
             if n == 0 || n > 1_000_000 {
                 return Err(invalid(field, "must be between 1 and 1000000"));

@@ -11,6 +11,7 @@
 mod adapt;
 mod costing;
 pub mod direct;
+mod embed;
 mod forward;
 mod judge;
 mod miss;

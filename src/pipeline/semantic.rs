@@ -11,7 +11,9 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
+use sha2::{Digest, Sha256};
 
+use super::embed::{self, Caller};
 use super::verified::{self, Exploration};
 use super::{costing, judge, respond, Answer, Request};
 use crate::cache::entry::Entry;
@@ -104,14 +106,28 @@ fn scope(request: &Request) -> KeyScope<'_> {
 /// The forwarded headers that can change the answer (`anthropic-version`,
 /// `anthropic-beta`, …), digested under the request's scope exactly as the
 /// exact key takes them: part of the context a paraphrase must share.
+/// With the provider embedder, the embedding model is part of it too.
 fn header_context(request: &Request) -> [u8; 32] {
     let none = crate::cache::key::BodyDigest([0; 32]);
-    crate::cache::key::scoped_key_with(&scope(request), &none, |sink| {
+    let headers = crate::cache::key::scoped_key_with(&scope(request), &none, |sink| {
         request
             .provider
             .answer_headers(&request.headers, |name, value| sink(name, value.as_bytes()))
     })
-    .0
+    .0;
+    match request
+        .state
+        .semantic
+        .as_deref()
+        .and_then(embed::partition_context)
+    {
+        Some(embedder) => Sha256::new()
+            .chain_update(headers)
+            .chain_update(embedder)
+            .finalize()
+            .into(),
+        None => headers,
+    }
 }
 
 /// The request's subject: its last user text and its full-context partition.
@@ -155,7 +171,7 @@ pub(crate) async fn lookup(request: &Request) -> Found {
         }
         None => return Found::Nothing,
     };
-    let vector = match tier.embed(&subject.text).await {
+    let vector = match embed::text(tier, &Caller::of(request), &subject.text).await {
         Embedded::Vector(v) => v,
         Embedded::Busy => {
             outcome("skipped_busy");
@@ -363,6 +379,8 @@ pub(crate) struct Remember {
     exploration: Option<Exploration>,
     /// The stats slot of verification outcomes (route, upstream model).
     stats_model: String,
+    /// Whom the provider embedder asks as.
+    caller: Caller,
 }
 
 impl Remember {
@@ -383,6 +401,7 @@ impl Remember {
             probe: request.semantic.probe.get().cloned(),
             exploration: request.semantic.exploration.get().cloned(),
             stats_model: request.model.clone(),
+            caller: Caller::of(request),
         })
     }
 
@@ -398,6 +417,7 @@ impl Remember {
             let settled = verified::settle(
                 &self.state,
                 tier,
+                &self.caller,
                 &self.namespace,
                 stats,
                 exploration,
@@ -424,7 +444,7 @@ impl Remember {
                     return;
                 };
                 subject.partition = subject.partition.narrowed(&self.context);
-                match tier.embed(&subject.text).await {
+                match embed::text(tier, &self.caller, &subject.text).await {
                     Embedded::Vector(v) => (subject, v),
                     _ => {
                         metrics::counter!("reprise_semantic_store_skipped_total").increment(1);

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use axum::http::{HeaderName, HeaderValue};
 use serde_json::Value;
 
+use super::embed::{self, Caller};
 use super::{Answer, Request};
 use crate::cache::entry::{BodyFormat, Entry};
 use crate::cache::key::CacheKey;
@@ -88,12 +89,13 @@ pub(super) fn mark_explored(request: &Request, answer: &mut Answer) {
 pub(super) async fn settle(
     state: &AppState,
     tier: &SemanticTier,
+    caller: &Caller,
     namespace: &str,
     stats: (&'static str, &str),
     exploration: &Exploration,
     fresh: &Entry,
 ) -> Option<bool> {
-    let Some(agreed) = agree(tier, &exploration.cached, fresh).await else {
+    let Some(agreed) = agree(tier, caller, &exploration.cached, fresh).await else {
         metrics::counter!("reprise_semantic_verified_total", "outcome" => "unjudged").increment(1);
         return None;
     };
@@ -113,15 +115,20 @@ pub(super) async fn settle(
     Some(agreed)
 }
 
-async fn agree(tier: &SemanticTier, cached: &Entry, fresh: &Entry) -> Option<bool> {
+async fn agree(
+    tier: &SemanticTier,
+    caller: &Caller,
+    cached: &Entry,
+    fresh: &Entry,
+) -> Option<bool> {
     let (old, new) = (answer_text(cached)?, answer_text(fresh)?);
     if old == new {
         return Some(true);
     }
-    let Embedded::Vector(a) = tier.embed_answer(&old).await else {
+    let Embedded::Vector(a) = embed::answer(tier, caller, &old).await else {
         return None;
     };
-    let Embedded::Vector(b) = tier.embed_answer(&new).await else {
+    let Embedded::Vector(b) = embed::answer(tier, caller, &new).await else {
         return None;
     };
     Some(a.len() == b.len() && dot(&a, &b) >= tier.config.answer_agreement)

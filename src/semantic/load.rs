@@ -25,7 +25,9 @@ pub fn tier(config: &SemanticConfig) -> Result<Option<Arc<SemanticTier>>, String
         return Ok(None);
     }
     if config.embedder == EmbedderKind::Provider {
-        return Err("semantic.embedder = \"provider\" is not available yet; use \"local\"".into());
+        tracing::info!(model = %config.embedding_model, mode = ?config.mode,
+            "semantic tier on (provider embedder)");
+        return Ok(Some(Arc::new(SemanticTier::new(config.clone(), None))));
     }
     let dir = config.model_dir.clone().unwrap_or_else(default_model_dir);
     if !dir.join("model.safetensors").is_file() {
@@ -45,6 +47,6 @@ pub fn tier(config: &SemanticConfig) -> Result<Option<Arc<SemanticTier>>, String
     tracing::info!(dir = %dir.display(), mode = ?config.mode, "semantic tier on (local embedder)");
     Ok(Some(Arc::new(SemanticTier::new(
         config.clone(),
-        Arc::new(embedder),
+        Some(Arc::new(embedder)),
     ))))
 }

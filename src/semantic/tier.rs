@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wildmatch::WildMatch;
 
 use super::index::{Candidate, Index, Item};
@@ -40,7 +40,9 @@ pub enum Embedded {
 pub struct SemanticTier {
     pub config: SemanticConfig,
     models: Vec<WildMatch>,
-    embedder: Arc<dyn Vectorize>,
+    /// The local model; None with `embedder = "provider"` (the pipeline
+    /// asks the provider then, through `try_permit`'s bound).
+    embedder: Option<Arc<dyn Vectorize>>,
     pool: Arc<Semaphore>,
     pub index: Index,
 }
@@ -49,7 +51,7 @@ pub struct SemanticTier {
 pub const CANDIDATES: usize = 4;
 
 impl SemanticTier {
-    pub fn new(config: SemanticConfig, embedder: Arc<dyn Vectorize>) -> Self {
+    pub fn new(config: SemanticConfig, embedder: Option<Arc<dyn Vectorize>>) -> Self {
         SemanticTier {
             models: config.models.iter().map(|m| WildMatch::new(m)).collect(),
             pool: Arc::new(Semaphore::new(config.pool_size)),
@@ -78,12 +80,19 @@ impl SemanticTier {
         self.embed_with(text, true).await
     }
 
+    /// One slot of the embedding pool, if one is free (never waits).
+    pub fn try_permit(&self) -> Option<OwnedSemaphorePermit> {
+        self.pool.clone().try_acquire_owned().ok()
+    }
+
     async fn embed_with(&self, text: &str, truncate: bool) -> Embedded {
-        let Ok(permit) = self.pool.clone().try_acquire_owned() else {
+        let Some(embedder) = self.embedder.clone() else {
+            return Embedded::Failed;
+        };
+        let Some(permit) = self.try_permit() else {
             metrics::counter!("reprise_semantic_embed_total", "outcome" => "busy").increment(1);
             return Embedded::Busy;
         };
-        let embedder = self.embedder.clone();
         let text = text.to_owned();
         let started = tokio::time::Instant::now();
         let result = tokio::task::spawn_blocking(move || {

@@ -201,6 +201,7 @@ pub(crate) async fn lookup(request: &Request) -> Found {
     let candidates = tier
         .candidates(
             redis,
+            &request.sealing,
             &request.namespace,
             &subject.partition,
             &vector,
@@ -415,7 +416,6 @@ impl Remember {
         if let Some(exploration) = &self.exploration {
             let stats = (self.kind.as_str(), self.stats_model.as_str());
             let settled = verified::settle(
-                &self.state,
                 tier,
                 &self.caller,
                 &self.namespace,
@@ -456,6 +456,7 @@ impl Remember {
         let grace = self.state.config.cache.stale_grace;
         tier.remember(
             self.state.tiers.redis.as_ref(),
+            &self.caller.sealing,
             &self.namespace,
             subject.partition,
             &subject.text,

@@ -122,3 +122,24 @@ async fn a_failing_embedding_provider_fails_open() {
     let stats = stats(&proxy).await;
     assert_eq!(stats["by_type"]["embeddings"]["errors"], 1, "{stats}");
 }
+
+#[tokio::test]
+async fn a_slow_embedding_provider_is_given_up_after_embed_timeout() {
+    let mock = Mock::start().await;
+    let mut config = provider_config(&mock);
+    // `mock-slow` answers after 30 s (the mock's --slow-ms default).
+    config.semantic.embedding_model = "mock-slow".into();
+    config.semantic.embed_timeout = Duration::from_millis(200);
+    let proxy = Proxy::start(config).await;
+    let started = std::time::Instant::now();
+    let reply = proxy.chat(&ask(QUESTION)).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.cache_status(), "miss");
+    // Well under the 10 s upstream timeout: the lookup gave up at 200 ms.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(mock.calls().await["chat"], 1);
+}

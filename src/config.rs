@@ -98,6 +98,22 @@ pub struct ServerConfig {
     /// provider keys and no caller keys (anyone reaching the port spends
     /// those keys). Off: reprise refuses to start in that case.
     pub allow_open_proxy: bool,
+    /// Thread layout: `per-core` (one single-threaded runtime per worker,
+    /// each with its own listener and upstream client) or `multi` (one
+    /// work-stealing runtime). See `runtime.rs`.
+    pub runtime: RuntimeLayout,
+    /// Worker threads; 0 = one per available core.
+    pub workers: usize,
+}
+
+/// Largest `server.workers`.
+pub const MAX_WORKERS: usize = 1024;
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuntimeLayout {
+    Multi,
+    PerCore,
 }
 
 /// Caps and deadlines on what callers and providers can make reprise hold.
@@ -524,6 +540,8 @@ impl Default for ServerConfig {
             admin_keys_env: None,
             metrics_keys_env: None,
             allow_open_proxy: false,
+            runtime: RuntimeLayout::Multi,
+            workers: 0,
         }
     }
 }
@@ -728,6 +746,12 @@ impl Config {
         }
         if self.server.connect_timeout.is_zero() {
             return Err(invalid("server.connect_timeout", "must be greater than 0"));
+        }
+        if self.server.workers > MAX_WORKERS {
+            return Err(invalid(
+                "server.workers",
+                format!("must be at most {MAX_WORKERS} (0 = one per available core)"),
+            ));
         }
         if self.admin.watermark_poll.is_zero() || self.admin.watermark_poll > Duration::from_secs(1)
         {

@@ -72,6 +72,7 @@ fn bench_lookup(c: &mut Criterion) {
                 vector: v.into(),
                 text: "stored text".into(),
                 blocked: false,
+                observations: Default::default(),
             };
             index.insert("ns", partition, item);
         }

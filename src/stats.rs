@@ -28,6 +28,10 @@ pub struct Record {
     pub latency_saved_ms: u64,
     /// The answer's raw `usage` JSON, when known (read by traces only).
     pub usage: Option<bytes::Bytes>,
+    /// Verified semantic mode: forwarded to check a candidate (a miss).
+    pub semantic_explored: bool,
+    /// Verified semantic mode: a semantic hit its entry's history allowed.
+    pub semantic_learned: bool,
 }
 
 /// What one refresh-ahead attempt came to (`pipeline::refresh`).
@@ -81,6 +85,14 @@ pub struct Counters {
     pub refresh_failed: u64,
     pub refresh_over_budget: u64,
     pub refresh_skipped: u64,
+    /// Verified semantic mode: candidates explored (forwarded to check them).
+    pub semantic_explorations: u64,
+    /// Verified semantic mode: semantic hits served by an entry's history.
+    pub semantic_learned_hits: u64,
+    /// Verified semantic mode: explored answers that agreed / disagreed with
+    /// the candidate's (not requests: counted once the comparison is made).
+    pub semantic_agreed: u64,
+    pub semantic_disagreed: u64,
 }
 
 impl Counters {
@@ -111,6 +123,8 @@ impl Counters {
             self.usd_saved_by_semantic += r.usd_saved_cache;
         }
         self.usd_saved_by_provider_cache += r.usd_saved_provider;
+        self.semantic_explorations += u64::from(r.semantic_explored);
+        self.semantic_learned_hits += u64::from(r.semantic_learned);
     }
 
     fn merge(&mut self, o: &Counters) {
@@ -135,6 +149,10 @@ impl Counters {
         self.refresh_failed += o.refresh_failed;
         self.refresh_over_budget += o.refresh_over_budget;
         self.refresh_skipped += o.refresh_skipped;
+        self.semantic_explorations += o.semantic_explorations;
+        self.semantic_learned_hits += o.semantic_learned_hits;
+        self.semantic_agreed += o.semantic_agreed;
+        self.semantic_disagreed += o.semantic_disagreed;
     }
 
     /// The JSON view: counters plus derived totals and the hit rate.
@@ -170,6 +188,12 @@ impl Counters {
                 "failed": self.refresh_failed,
                 "over_budget": self.refresh_over_budget,
                 "skipped": self.refresh_skipped,
+            },
+            "semantic_verified": {
+                "explorations": self.semantic_explorations,
+                "learned_hits": self.semantic_learned_hits,
+                "agreed": self.semantic_agreed,
+                "disagreed": self.semantic_disagreed,
             },
         })
     }
@@ -278,6 +302,26 @@ impl Stats {
                     RefreshOutcome::Failed => c.refresh_failed += 1,
                     RefreshOutcome::OverBudget => c.refresh_over_budget += 1,
                     RefreshOutcome::Skipped => c.refresh_skipped += 1,
+                }
+            }
+        });
+    }
+
+    /// Counts a verified-mode comparison (an explored answer against the
+    /// candidate's), without counting a request.
+    pub fn record_verification(
+        &self,
+        namespace: &str,
+        kind: &'static str,
+        model: &str,
+        agreed: bool,
+    ) {
+        self.slots.with(|slots| {
+            if let Some(c) = slot(slots, namespace, kind, model) {
+                if agreed {
+                    c.semantic_agreed += 1;
+                } else {
+                    c.semantic_disagreed += 1;
                 }
             }
         });

@@ -200,7 +200,7 @@ pub async fn forward_and_store(
                         .store_shared(key, &namespace, &sealing, &entry)
                         .await;
                     if let Some(remember) = remember {
-                        remember.run(key, expire).await;
+                        remember.run(key, expire, &entry).await;
                     }
                 }
                 if let (Some(lock), Some(redis)) = (lock, state.tiers.redis.as_ref()) {

@@ -11,6 +11,7 @@
 mod adapt;
 mod costing;
 pub mod direct;
+mod embed;
 mod forward;
 mod judge;
 mod miss;
@@ -21,6 +22,7 @@ mod stream_client;
 mod stream_source;
 mod streaming;
 mod traced;
+mod verified;
 
 pub use crate::cache::facts;
 pub use crate::cache::namespace::credential_namespace;
@@ -256,7 +258,7 @@ pub async fn run(
         .await;
         request.key = Some(slot);
     }
-    let answer = match flow(&request).await {
+    let mut answer = match flow(&request).await {
         Ok(answer) => answer,
         Err(e) => {
             let record = Record {
@@ -266,6 +268,7 @@ pub async fn run(
             Answer::new(render_error(e), record)
         }
     };
+    verified::mark_explored(&request, &mut answer);
     let Answer {
         response,
         mut record,

@@ -11,15 +11,21 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
+use sha2::{Digest, Sha256};
 
+use super::embed::{self, Caller};
+use super::verified::{self, Exploration};
 use super::{costing, judge, respond, Answer, Request};
+use crate::cache::entry::Entry;
 use crate::cache::key::{CacheKey, EndpointKind, KeyScope};
 use crate::cache::outcome::{CacheStatus, Tier};
 use crate::json::Json;
 use crate::semantic::guard::lexical_guard;
 use crate::semantic::index::Candidate;
 use crate::semantic::partition::{self, Subject};
+use crate::semantic::settings::SemanticMode;
 use crate::semantic::tier::{Embedded, SemanticTier};
+use crate::semantic::verified::VerifiedDecision;
 use crate::state::AppState;
 
 /// The semantic tier's part of one request.
@@ -32,6 +38,9 @@ pub(crate) struct Plan {
     pub threshold_bp: Option<u16>,
     /// What the lookup derived, reused when the answer is stored.
     probe: OnceLock<Arc<Probe>>,
+    /// Verified mode: the candidate this request explores (it goes to the
+    /// provider, and its answer is compared with the candidate's).
+    pub exploration: OnceLock<Exploration>,
 }
 
 struct Probe {
@@ -62,6 +71,7 @@ impl Plan {
             enabled,
             threshold_bp: directives.semantic_threshold,
             probe: OnceLock::new(),
+            exploration: OnceLock::new(),
         }
     }
 }
@@ -96,14 +106,28 @@ fn scope(request: &Request) -> KeyScope<'_> {
 /// The forwarded headers that can change the answer (`anthropic-version`,
 /// `anthropic-beta`, …), digested under the request's scope exactly as the
 /// exact key takes them: part of the context a paraphrase must share.
+/// With the provider embedder, the embedding model is part of it too.
 fn header_context(request: &Request) -> [u8; 32] {
     let none = crate::cache::key::BodyDigest([0; 32]);
-    crate::cache::key::scoped_key_with(&scope(request), &none, |sink| {
+    let headers = crate::cache::key::scoped_key_with(&scope(request), &none, |sink| {
         request
             .provider
             .answer_headers(&request.headers, |name, value| sink(name, value.as_bytes()))
     })
-    .0
+    .0;
+    match request
+        .state
+        .semantic
+        .as_deref()
+        .and_then(embed::partition_context)
+    {
+        Some(embedder) => Sha256::new()
+            .chain_update(headers)
+            .chain_update(embedder)
+            .finalize()
+            .into(),
+        None => headers,
+    }
 }
 
 /// The request's subject: its last user text and its full-context partition.
@@ -147,7 +171,7 @@ pub(crate) async fn lookup(request: &Request) -> Found {
         }
         None => return Found::Nothing,
     };
-    let vector = match tier.embed(&subject.text).await {
+    let vector = match embed::text(tier, &Caller::of(request), &subject.text).await {
         Embedded::Vector(v) => v,
         Embedded::Busy => {
             outcome("skipped_busy");
@@ -163,8 +187,12 @@ pub(crate) async fn lookup(request: &Request) -> Found {
         }
     };
     let threshold = threshold(tier, request.semantic.threshold_bp);
-    let judging = tier.config.judge_model.is_some();
-    let floor = if judging {
+    let verifying = tier.config.mode == SemanticMode::Verified;
+    // Verified mode learns each entry's threshold; it does not use the judge.
+    let judging = tier.config.judge_model.is_some() && !verifying;
+    let floor = if verifying {
+        verified::floor(tier, request.semantic.threshold_bp)
+    } else if judging {
         tier.config.judge_floor.min(threshold)
     } else {
         threshold
@@ -191,6 +219,23 @@ pub(crate) async fn lookup(request: &Request) -> Found {
             outcome("guard_rejected");
             continue;
         }
+        if verifying {
+            // vCache: the nearest live candidate decides, by its own history.
+            let Some(entry) = matched_entry(request, tier, &probe.subject, &candidate).await else {
+                continue;
+            };
+            let decision = verified::decide(tier, &candidate.observations, candidate.similarity);
+            if decision == VerifiedDecision::Serve {
+                return serve(request, &candidate, &entry, Some("learned"));
+            }
+            outcome("explore");
+            let _ = request.semantic.exploration.set(Exploration {
+                key: candidate.key,
+                similarity: candidate.similarity,
+                cached: entry,
+            });
+            return Found::Nothing;
+        }
         let needs_judge = candidate.similarity < threshold;
         if needs_judge && !judging {
             continue;
@@ -211,43 +256,56 @@ pub(crate) async fn lookup(request: &Request) -> Found {
             outcome("judge_yes");
             verified = Some("judge");
         }
-        let cost = costing::hit(state, &request.model, &entry);
-        if !request.mode.serves() {
-            outcome("would_hit");
-            found = Found::WouldHit(cost.map_or(0.0, |c| c.cache_savings_usd));
-            break;
-        }
-        outcome("hit");
-        let matched = respond::SemanticMatch {
-            key: candidate.key,
-            similarity: candidate.similarity,
-            verified,
-        };
-        let record = costing::hit_record(
-            CacheStatus::Hit,
-            Some(Tier::Semantic),
-            &entry,
-            cost.as_ref(),
-        );
-        let saved = cost.as_ref().map_or(0.0, |c| c.cache_savings_usd);
-        if saved > 0.0 {
-            metrics::counter!("reprise_saved_microusd_total", "source" => "semantic")
-                .increment(costing::micro_usd(saved));
-        }
-        let response = respond::cached_as(
-            request,
-            &entry,
-            CacheStatus::Hit,
-            Some(Tier::Semantic),
-            cost.as_ref(),
-            Some(&matched),
-        );
-        return Found::Hit(Box::new(Answer::new(response, record)));
+        found = serve(request, &candidate, &entry, verified);
+        break;
     }
     if matches!(found, Found::Nothing) {
         outcome("miss");
     }
     found
+}
+
+/// A candidate's entry as the answer (or, in observe mode, what serving it
+/// would have saved).
+fn serve(
+    request: &Request,
+    candidate: &Candidate,
+    entry: &Entry,
+    verified: Option<&'static str>,
+) -> Found {
+    let state = &request.state;
+    let cost = costing::hit(state, &request.model, entry);
+    if !request.mode.serves() {
+        outcome("would_hit");
+        return Found::WouldHit(cost.map_or(0.0, |c| c.cache_savings_usd));
+    }
+    outcome(if verified == Some("learned") {
+        "learned"
+    } else {
+        "hit"
+    });
+    let matched = respond::SemanticMatch {
+        key: candidate.key,
+        similarity: candidate.similarity,
+        verified,
+    };
+    let mut record =
+        costing::hit_record(CacheStatus::Hit, Some(Tier::Semantic), entry, cost.as_ref());
+    record.semantic_learned = verified == Some("learned");
+    let saved = cost.as_ref().map_or(0.0, |c| c.cache_savings_usd);
+    if saved > 0.0 {
+        metrics::counter!("reprise_saved_microusd_total", "source" => "semantic")
+            .increment(costing::micro_usd(saved));
+    }
+    let response = respond::cached_as(
+        request,
+        entry,
+        CacheStatus::Hit,
+        Some(Tier::Semantic),
+        cost.as_ref(),
+        Some(&matched),
+    );
+    Found::Hit(Box::new(Answer::new(response, record)))
 }
 
 /// The configured threshold, tightened (never loosened) by the request.
@@ -263,7 +321,7 @@ async fn matched_entry(
     tier: &SemanticTier,
     subject: &Subject,
     candidate: &Candidate,
-) -> Option<Arc<crate::cache::entry::Entry>> {
+) -> Option<Arc<Entry>> {
     let state = &request.state;
     let found = state
         .tiers
@@ -317,6 +375,12 @@ pub(crate) struct Remember {
     context: [u8; 32],
     raw: Bytes,
     probe: Option<Arc<Probe>>,
+    /// Verified mode: the candidate this request explored.
+    exploration: Option<Exploration>,
+    /// The stats slot of verification outcomes (route, upstream model).
+    stats_model: String,
+    /// Whom the provider embedder asks as.
+    caller: Caller,
 }
 
 impl Remember {
@@ -335,14 +399,35 @@ impl Remember {
             context: header_context(request),
             raw: request.raw.clone(),
             probe: request.semantic.probe.get().cloned(),
+            exploration: request.semantic.exploration.get().cloned(),
+            stats_model: request.model.clone(),
+            caller: Caller::of(request),
         })
     }
 
-    /// Adds the vector for `key`, whose entry lives `expire` more (None = forever).
-    pub async fn run(self, key: CacheKey, expire: Option<Duration>) {
+    /// Adds the vector for `key`, whose entry (`fresh`) lives `expire` more
+    /// (None = forever). An explored request first settles its comparison:
+    /// an answer that agrees with the candidate's adds no entry.
+    pub async fn run(self, key: CacheKey, expire: Option<Duration>, fresh: &Entry) {
         let Some(tier) = self.state.semantic.as_ref() else {
             return;
         };
+        if let Some(exploration) = &self.exploration {
+            let stats = (self.kind.as_str(), self.stats_model.as_str());
+            let settled = verified::settle(
+                &self.state,
+                tier,
+                &self.caller,
+                &self.namespace,
+                stats,
+                exploration,
+                fresh,
+            )
+            .await;
+            if settled == Some(true) {
+                return;
+            }
+        }
         let (subject, vector) = match self.probe {
             Some(p) => (p.subject.clone(), p.vector.clone()),
             None => {
@@ -359,7 +444,7 @@ impl Remember {
                     return;
                 };
                 subject.partition = subject.partition.narrowed(&self.context);
-                match tier.embed(&subject.text).await {
+                match embed::text(tier, &self.caller, &subject.text).await {
                     Embedded::Vector(v) => (subject, v),
                     _ => {
                         metrics::counter!("reprise_semantic_store_skipped_total").increment(1);

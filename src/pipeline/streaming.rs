@@ -371,7 +371,7 @@ impl Pump {
                     .store_shared(key, &namespace, &sealing, &entry)
                     .await;
                 if let Some(remember) = remember {
-                    remember.run(key, entry.remaining()).await;
+                    remember.run(key, entry.remaining(), &entry).await;
                 }
             }
         }

@@ -15,6 +15,7 @@ use lru::LruCache;
 use tokio::time::Instant;
 
 use super::partition::PartitionId;
+use super::verified::Observations;
 use crate::cache::key::CacheKey;
 
 /// Namespaces with an index on one instance (least recently used dropped).
@@ -30,6 +31,8 @@ pub struct Item {
     /// Explicit feedback said this entry answered a paraphrase wrongly: it
     /// no longer answers paraphrases (its exact hits are unaffected).
     pub blocked: bool,
+    /// Verified mode: (similarity, was this entry's answer right?) so far.
+    pub observations: Observations,
 }
 
 /// A stored item similar to the query.
@@ -38,6 +41,8 @@ pub struct Candidate {
     pub key: CacheKey,
     pub similarity: f32,
     pub text: Arc<str>,
+    /// The item's verified-mode history when it was found.
+    pub observations: Observations,
 }
 
 #[derive(Default)]
@@ -174,21 +179,30 @@ impl Index {
         let Some(p) = s.partitions.get(partition) else {
             return Vec::new();
         };
-        let mut found: Vec<Candidate> = p
+        // Scores first; only the `limit` best are copied out (texts and
+        // observations are not cloned for every item above the floor).
+        let mut scored: Vec<(usize, f32)> = p
             .items
             .iter()
-            .filter(|i| !i.blocked && i.vector.len() == query.len())
-            .filter_map(|i| {
-                let similarity = dot(&i.vector, query);
-                (similarity >= floor).then(|| Candidate {
+            .enumerate()
+            .filter(|(_, i)| !i.blocked && i.vector.len() == query.len())
+            .map(|(n, i)| (n, dot(&i.vector, query)))
+            .filter(|(_, similarity)| *similarity >= floor)
+            .collect();
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1));
+        scored.truncate(limit);
+        let found: Vec<Candidate> = scored
+            .into_iter()
+            .filter_map(|(n, similarity)| {
+                let i = p.items.get(n)?;
+                Some(Candidate {
                     key: i.key,
                     similarity,
                     text: i.text.clone(),
+                    observations: i.observations.clone(),
                 })
             })
             .collect();
-        found.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
-        found.truncate(limit);
         for c in &found {
             s.recency.get(&c.key);
         }
@@ -211,6 +225,29 @@ impl Index {
         key: &CacheKey,
         blocked: bool,
     ) -> Option<PartitionId> {
+        self.update(namespace, key, |item| item.blocked = blocked)
+    }
+
+    /// Records a verified-mode observation on an item; returns its partition
+    /// when it exists.
+    pub fn record(
+        &self,
+        namespace: &str,
+        key: &CacheKey,
+        similarity: f32,
+        correct: bool,
+    ) -> Option<PartitionId> {
+        self.update(namespace, key, |item| {
+            item.observations.record(similarity, correct)
+        })
+    }
+
+    fn update(
+        &self,
+        namespace: &str,
+        key: &CacheKey,
+        change: impl FnOnce(&mut Item),
+    ) -> Option<PartitionId> {
         let space = self.space(namespace, false)?;
         let mut s = space.lock().ok()?;
         let partition = *s.recency.peek(key)?;
@@ -220,7 +257,7 @@ impl Index {
             .items
             .iter_mut()
             .find(|i| i.key == *key)?;
-        item.blocked = blocked;
+        change(item);
         Some(partition)
     }
 
@@ -258,6 +295,7 @@ mod tests {
             vector: unit(angle),
             text: Arc::from(format!("text {n}")),
             blocked: false,
+            observations: Observations::new(),
         }
     }
 
@@ -303,7 +341,15 @@ mod tests {
         assert!(index.search("ns", &P, &unit(0.0), 0.5, 4).is_empty());
         assert_eq!(index.set_blocked("other", &CacheKey([1; 32]), true), None);
         index.insert("ns", P, item(2, 0.0));
+        assert_eq!(index.record("ns", &CacheKey([2; 32]), 0.9, true), Some(P));
+        assert_eq!(
+            index.search("ns", &P, &unit(0.0), 0.5, 4)[0]
+                .observations
+                .len(),
+            1
+        );
         index.remove("ns", &P, &CacheKey([2; 32]));
+        assert_eq!(index.record("ns", &CacheKey([2; 32]), 0.9, true), None);
         assert!(index.search("ns", &P, &unit(0.0), 0.5, 4).is_empty());
     }
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::embedder::{default_model_dir, LocalEmbedder, MAX_TOKENS};
-use super::settings::{EmbedderKind, SemanticConfig, SemanticMode};
+use super::settings::{EmbedderKind, SemanticConfig};
 use super::tier::{SemanticTier, Vectorize};
 
 impl Vectorize for LocalEmbedder {
@@ -25,10 +25,9 @@ pub fn tier(config: &SemanticConfig) -> Result<Option<Arc<SemanticTier>>, String
         return Ok(None);
     }
     if config.embedder == EmbedderKind::Provider {
-        return Err("semantic.embedder = \"provider\" is not available yet; use \"local\"".into());
-    }
-    if config.mode == SemanticMode::Verified {
-        return Err("semantic.mode = \"verified\" is not available yet; use \"static\"".into());
+        tracing::info!(model = %config.embedding_model, mode = ?config.mode,
+            "semantic tier on (provider embedder)");
+        return Ok(Some(Arc::new(SemanticTier::new(config.clone(), None))));
     }
     let dir = config.model_dir.clone().unwrap_or_else(default_model_dir);
     if !dir.join("model.safetensors").is_file() {
@@ -45,9 +44,9 @@ pub fn tier(config: &SemanticConfig) -> Result<Option<Arc<SemanticTier>>, String
             dir.display()
         )
     })?;
-    tracing::info!(dir = %dir.display(), "semantic tier on (local embedder)");
+    tracing::info!(dir = %dir.display(), mode = ?config.mode, "semantic tier on (local embedder)");
     Ok(Some(Arc::new(SemanticTier::new(
         config.clone(),
-        Arc::new(embedder),
+        Some(Arc::new(embedder)),
     ))))
 }

@@ -69,6 +69,10 @@ pub struct SemanticConfig {
     /// Verified mode: two answers agree when their texts are equal or their
     /// embeddings' cosine similarity is at least this.
     pub answer_agreement: f32,
+    /// `embedder = "provider"`: an embedding taking longer is given up (the
+    /// lookup is skipped, the request goes on as a miss).
+    #[serde(with = "crate::config::humantime_serde_compat")]
+    pub embed_timeout: Duration,
 }
 
 impl Default for SemanticConfig {
@@ -89,6 +93,7 @@ impl Default for SemanticConfig {
             pool_size: 2,
             refresh: Duration::from_secs(1),
             answer_agreement: 0.95,
+            embed_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -123,6 +128,9 @@ impl SemanticConfig {
         }
         if self.pool_size == 0 || self.pool_size > 64 {
             return Err(("semantic.pool_size", "must be 1-64".into()));
+        }
+        if self.embed_timeout.is_zero() {
+            return Err(("semantic.embed_timeout", "must be greater than 0".into()));
         }
         if self.refresh.is_zero() {
             return Err(("semantic.refresh", "must be greater than 0".into()));

@@ -4,24 +4,33 @@
 //! Plain keys and hashes only (Redis 7, Redis Cluster; no Redis Stack), one
 //! key per command, so every command goes to one cluster node:
 //! - `{prefix}:sem:v1:{partition}` — a hash per partition: field = the exact
-//!   entry's key (hex), value = the encoded item (vector, text, flags). It
-//!   expires with the longest-lived entry written into it.
+//!   entry's key (hex), value = the encoded item (vector, text, flags, and
+//!   verified mode's observations). It expires with the longest-lived entry
+//!   written into it.
 //! - `{prefix}:semkey:v1:{namespace}:{key}` — which partition an entry's
 //!   item is in (feedback finds it there); same lifetime as the entry.
 //!
 //! Instances read a partition with `HGETALL` on first use and again when
 //! their copy is older than `semantic.refresh`: that is the staleness bound
 //! (an item written, blocked or dropped elsewhere is seen within it).
+//!
+//! Feedback and verified-mode observations change an item by read-modify-write
+//! (`HGET`, then `HSET`): two instances recording on one item at the same
+//! moment may lose one observation. That only delays learning; it never
+//! serves anything the kept observations do not justify.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::index::Item;
 use super::partition::PartitionId;
+use super::verified::{Observations, MAX_OBSERVATIONS};
 use crate::cache::key::CacheKey;
 use crate::cache::redis::RedisTier;
 
-const ITEM_VERSION: u8 = 1;
+/// Version 2 added the observations; version 1 items read as having none.
+const ITEM_VERSION: u8 = 2;
+const ITEM_VERSION_NO_OBSERVATIONS: u8 = 1;
 const FLAG_BLOCKED: u8 = 1;
 
 pub fn partition_key(redis: &RedisTier, partition: &PartitionId) -> String {
@@ -32,15 +41,24 @@ pub fn pointer_key(redis: &RedisTier, namespace: &str, key: &CacheKey) -> String
     format!("{}:semkey:v1:{namespace}:{}", redis.prefix(), key.hex())
 }
 
-/// `version | flags | dim (u16 LE) | dim × f32 LE | text (UTF-8)`.
+/// `version | flags | dim (u16 LE) | dim × f32 LE | n (u8) | n × (f32 LE, u8)
+/// observations | text (UTF-8)`.
 pub fn encode(item: &Item) -> Vec<u8> {
     let dim = u16::try_from(item.vector.len()).unwrap_or(0);
-    let mut out = Vec::with_capacity(4 + 4 * usize::from(dim) + item.text.len());
+    let samples = item.observations.samples();
+    let kept = &samples[samples.len().saturating_sub(MAX_OBSERVATIONS)..];
+    let mut out = Vec::with_capacity(5 + 4 * usize::from(dim) + 5 * kept.len() + item.text.len());
     out.push(ITEM_VERSION);
     out.push(if item.blocked { FLAG_BLOCKED } else { 0 });
     out.extend_from_slice(&dim.to_le_bytes());
     for x in item.vector.iter().take(usize::from(dim)) {
         out.extend_from_slice(&x.to_le_bytes());
+    }
+    // MAX_OBSERVATIONS (64) fits a byte.
+    out.push(u8::try_from(kept.len()).unwrap_or(u8::MAX));
+    for (similarity, correct) in kept.iter().take(usize::from(u8::MAX)) {
+        out.extend_from_slice(&similarity.to_le_bytes());
+        out.push(u8::from(*correct));
     }
     out.extend_from_slice(item.text.as_bytes());
     out
@@ -49,26 +67,38 @@ pub fn encode(item: &Item) -> Vec<u8> {
 /// The item of `key`, or None for anything malformed (never a panic).
 pub fn decode(key: CacheKey, bytes: &[u8]) -> Option<Item> {
     let (&version, rest) = bytes.split_first()?;
-    if version != ITEM_VERSION {
+    if version != ITEM_VERSION && version != ITEM_VERSION_NO_OBSERVATIONS {
         return None;
     }
     let (&flags, rest) = rest.split_first()?;
     let dim = usize::from(u16::from_le_bytes([*rest.first()?, *rest.get(1)?]));
     let rest = rest.get(2..)?;
-    let floats = rest.get(..dim * 4)?;
-    let vector: Vec<f32> = floats
+    let vector: Vec<f32> = rest
+        .get(..dim * 4)?
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
     if vector.iter().any(|x| !x.is_finite()) {
         return None;
     }
-    let text = std::str::from_utf8(rest.get(dim * 4..)?).ok()?;
+    let mut rest = rest.get(dim * 4..)?;
+    let mut observations = Observations::new();
+    if version == ITEM_VERSION {
+        let (&n, after) = rest.split_first()?;
+        let n = usize::from(n);
+        for o in after.get(..n * 5)?.chunks_exact(5) {
+            let similarity = f32::from_le_bytes([o[0], o[1], o[2], o[3]]);
+            observations.record(similarity, o[4] != 0);
+        }
+        rest = after.get(n * 5..)?;
+    }
+    let text = std::str::from_utf8(rest).ok()?;
     Some(Item {
         key,
         vector: Arc::from(vector),
         text: Arc::from(text),
         blocked: flags & FLAG_BLOCKED != 0,
+        observations,
     })
 }
 
@@ -181,6 +211,31 @@ pub async fn set_blocked(
     key: &CacheKey,
     blocked: bool,
 ) -> Option<bool> {
+    update(redis, namespace, key, |item| item.blocked = blocked).await
+}
+
+/// Records a verified-mode observation on an item; Some(true) when it exists.
+pub async fn record(
+    redis: &RedisTier,
+    namespace: &str,
+    key: &CacheKey,
+    similarity: f32,
+    correct: bool,
+) -> Option<bool> {
+    update(redis, namespace, key, |item| {
+        item.observations.record(similarity, correct)
+    })
+    .await
+}
+
+/// Read-modify-write of one item (see the module comment on races);
+/// Some(true) when the item exists, None when Redis did not answer.
+async fn update(
+    redis: &RedisTier,
+    namespace: &str,
+    key: &CacheKey,
+    change: impl FnOnce(&mut Item),
+) -> Option<bool> {
     let pointer: Option<String> = redis
         .query(
             redis::cmd("GET").arg(pointer_key(redis, namespace, key)),
@@ -197,7 +252,7 @@ pub async fn set_blocked(
     let Some(mut item) = value.and_then(|v| decode(*key, &v)) else {
         return Some(false);
     };
-    item.blocked = blocked;
+    change(&mut item);
     let _: Option<i64> = redis
         .query(
             redis::cmd("HSET")
@@ -214,20 +269,29 @@ pub async fn set_blocked(
 mod tests {
     use super::*;
 
-    #[test]
-    fn items_round_trip_and_garbage_decodes_to_none() {
-        let item = Item {
+    fn item() -> Item {
+        let mut observations = Observations::new();
+        observations.record(0.93, true);
+        observations.record(0.71, false);
+        Item {
             key: CacheKey([7; 32]),
             vector: Arc::from(vec![0.6, -0.8]),
             text: Arc::from("how do I reset my password?"),
             blocked: true,
-        };
+            observations,
+        }
+    }
+
+    #[test]
+    fn items_round_trip_and_garbage_decodes_to_none() {
+        let item = item();
         let back = decode(item.key, &encode(&item)).unwrap();
         assert_eq!(&*back.vector, &*item.vector);
         assert_eq!(back.text, item.text);
         assert!(back.blocked);
+        assert_eq!(back.observations, item.observations);
         let bytes = encode(&item);
-        for cut in 0..10 {
+        for cut in 0..(4 + 8 + 1 + 10) {
             assert!(decode(item.key, &bytes[..cut]).is_none(), "{cut}");
         }
         assert!(decode(item.key, &[9, 0, 0, 0]).is_none());
@@ -237,5 +301,25 @@ mod tests {
         );
         assert_eq!(parse_key(item.key.hex().as_bytes()), Some(item.key));
         assert_eq!(parse_key(b"zz"), None);
+    }
+
+    #[test]
+    fn version_1_items_read_as_unobserved() {
+        let item = item();
+        // Version 1: no observation block between the vector and the text.
+        let mut v1 = vec![1, FLAG_BLOCKED, 2, 0];
+        for x in item.vector.iter() {
+            v1.extend_from_slice(&x.to_le_bytes());
+        }
+        v1.extend_from_slice(item.text.as_bytes());
+        let back = decode(item.key, &v1).unwrap();
+        assert!(back.observations.is_empty());
+        assert_eq!(back.text, item.text);
+        assert!(back.blocked);
+        // An observation count past the bytes present is malformed, not a panic.
+        let mut bytes = encode(&item);
+        bytes[4 + 8] = 200;
+        bytes.truncate(4 + 8 + 1 + 20);
+        assert!(decode(item.key, &bytes).is_none());
     }
 }

@@ -5,13 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wildmatch::WildMatch;
 
 use super::index::{Candidate, Index, Item};
 use super::partition::PartitionId;
 use super::settings::SemanticConfig;
 use super::shared;
+use super::verified::Observations;
 use crate::cache::key::CacheKey;
 use crate::cache::redis::RedisTier;
 
@@ -39,7 +40,9 @@ pub enum Embedded {
 pub struct SemanticTier {
     pub config: SemanticConfig,
     models: Vec<WildMatch>,
-    embedder: Arc<dyn Vectorize>,
+    /// The local model; None with `embedder = "provider"` (the pipeline
+    /// asks the provider then, through `try_permit`'s bound).
+    embedder: Option<Arc<dyn Vectorize>>,
     pool: Arc<Semaphore>,
     pub index: Index,
 }
@@ -48,7 +51,7 @@ pub struct SemanticTier {
 pub const CANDIDATES: usize = 4;
 
 impl SemanticTier {
-    pub fn new(config: SemanticConfig, embedder: Arc<dyn Vectorize>) -> Self {
+    pub fn new(config: SemanticConfig, embedder: Option<Arc<dyn Vectorize>>) -> Self {
         SemanticTier {
             models: config.models.iter().map(|m| WildMatch::new(m)).collect(),
             pool: Arc::new(Semaphore::new(config.pool_size)),
@@ -68,16 +71,33 @@ impl SemanticTier {
 
     /// The text's vector, computed on the blocking pool.
     pub async fn embed(&self, text: &str) -> Embedded {
-        let Ok(permit) = self.pool.clone().try_acquire_owned() else {
+        self.embed_with(text, false).await
+    }
+
+    /// The vector of (the opening of) an answer: verified mode compares two
+    /// answers by their first `MAX_TOKENS` tokens when they are longer.
+    pub async fn embed_answer(&self, text: &str) -> Embedded {
+        self.embed_with(text, true).await
+    }
+
+    /// One slot of the embedding pool, if one is free (never waits).
+    pub fn try_permit(&self) -> Option<OwnedSemaphorePermit> {
+        self.pool.clone().try_acquire_owned().ok()
+    }
+
+    async fn embed_with(&self, text: &str, truncate: bool) -> Embedded {
+        let Some(embedder) = self.embedder.clone() else {
+            return Embedded::Failed;
+        };
+        let Some(permit) = self.try_permit() else {
             metrics::counter!("reprise_semantic_embed_total", "outcome" => "busy").increment(1);
             return Embedded::Busy;
         };
-        let embedder = self.embedder.clone();
         let text = text.to_owned();
         let started = tokio::time::Instant::now();
         let result = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            if !embedder.fits(&text) {
+            if !truncate && !embedder.fits(&text) {
                 return Ok(None);
             }
             embedder.vector(&text).map(Some)
@@ -153,6 +173,7 @@ impl SemanticTier {
             vector,
             text: Arc::from(text),
             blocked: false,
+            observations: Observations::new(),
         };
         if let Some(redis) = redis {
             let stored = shared::store(
@@ -185,25 +206,56 @@ impl SemanticTier {
         }
     }
 
+    /// Verified mode: whether the answer of `key`'s entry was right for a
+    /// query at `similarity` (here and in Redis). Returns whether the item
+    /// was found.
+    pub async fn record(
+        &self,
+        redis: Option<&RedisTier>,
+        namespace: &str,
+        key: &CacheKey,
+        similarity: f32,
+        correct: bool,
+    ) -> bool {
+        let local = self
+            .index
+            .record(namespace, key, similarity, correct)
+            .is_some();
+        let shared = match redis {
+            Some(redis) => shared::record(redis, namespace, key, similarity, correct)
+                .await
+                .unwrap_or(false),
+            None => false,
+        };
+        local || shared
+    }
+
     /// Explicit feedback on an entry of `namespace`: `correct = false`
     /// stops it from answering paraphrases (for good: a later `true` does
-    /// not undo it). Returns whether the entry was found.
+    /// not undo it). With the `similarity` of the hit it judges (its
+    /// `x-cache-similarity`), the label is also a verified-mode observation.
+    /// Returns whether the entry was found.
     pub async fn feedback(
         &self,
         redis: Option<&RedisTier>,
         namespace: &str,
         key: &CacheKey,
         correct: bool,
+        similarity: Option<f32>,
     ) -> bool {
         metrics::counter!("reprise_semantic_feedback_total", "correct" => if correct { "true" } else { "false" })
             .increment(1);
+        let recorded = match similarity {
+            Some(s) => self.record(redis, namespace, key, s, correct).await,
+            None => false,
+        };
         if correct {
             let local = self.index.contains(namespace, key);
             let shared = match redis {
                 Some(redis) => shared::exists(redis, namespace, key).await,
                 None => false,
             };
-            return local || shared;
+            return recorded || local || shared;
         }
         let local = self.index.set_blocked(namespace, key, true).is_some();
         let shared = match redis {
@@ -212,6 +264,6 @@ impl SemanticTier {
                 .unwrap_or(false),
             None => false,
         };
-        local || shared
+        recorded || local || shared
     }
 }

@@ -55,6 +55,11 @@ impl Observations {
         self.samples.is_empty()
     }
 
+    /// The kept observations, oldest first.
+    pub fn samples(&self) -> &[(f32, bool)] {
+        &self.samples
+    }
+
     /// Record one labelled observation; keeps the newest [`MAX_OBSERVATIONS`].
     /// Non-finite similarities are ignored; others are clamped to [-1, 1].
     pub fn record(&mut self, similarity: f32, correct: bool) {
@@ -335,6 +340,24 @@ mod tests {
             "δ = 0 never serves"
         );
         assert_eq!(o.decide(0.95, 0.0, 0.999_999), VerifiedDecision::Explore);
+    }
+
+    #[test]
+    fn six_agreeing_observations_serve_surely_under_a_loose_bound() {
+        // tests/semantic_verified.rs relies on this: τ clamps to 0 for a query
+        // about as similar as the agreeing ones, so "serve" needs no luck.
+        let o = with(&[
+            (0.99, true),
+            (0.97, true),
+            (0.94, true),
+            (0.95, true),
+            (0.97, true),
+            (0.96, true),
+        ]);
+        assert_eq!(o.explore_probability(0.93, 0.5), Some(0.0));
+        assert_eq!(o.decide(0.93, 0.5, 0.0), VerifiedDecision::Serve);
+        // Far below the agreeing ones it still explores sometimes.
+        assert!(o.explore_probability(0.70, 0.5).unwrap() > 0.0);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! `POST /v1/cache/feedback {"key": "<x-cache-key>", "correct": false}`:
 //! a caller says whether a semantic hit's answer was right. `false` stops
 //! that entry from answering paraphrases (its exact hits are unaffected).
+//! An optional `"similarity"` (the hit's `x-cache-similarity`) also records
+//! the label as a verified-mode observation of the entry.
 //! Caller-scoped: the key is looked up in the caller's own namespace (plus
 //! its `x-cache-namespace` segment), so nobody can block another tenant's
 //! entries.
@@ -25,6 +27,8 @@ use crate::state::AppState;
 struct Feedback {
     key: String,
     correct: bool,
+    #[serde(default)]
+    similarity: Option<f32>,
 }
 
 fn not_found(message: &str) -> Response {
@@ -67,6 +71,16 @@ pub async fn create(
         )
         .into_response();
     };
+    if feedback
+        .similarity
+        .is_some_and(|s| !(s.is_finite() && (0.0..=1.0).contains(&s)))
+    {
+        return ProxyError::bad_request(
+            "`similarity` must be between 0 and 1 (the hit's x-cache-similarity)",
+            Some("similarity"),
+        )
+        .into_response();
+    }
     let Some(tier) = state.semantic.as_ref() else {
         return not_found("the semantic tier is not enabled (semantic.enabled)");
     };
@@ -77,6 +91,7 @@ pub async fn create(
             &namespace,
             &key,
             feedback.correct,
+            feedback.similarity,
         )
         .await;
     if !found {

@@ -63,6 +63,11 @@ pub async fn handle(State(state): State<Shared>, headers: HeaderMap, raw: Bytes)
         );
     }
     let mut answer = build_answer(&req.body, &req.model, state.recorder.next_seq(), unix_now());
+    if let (Some(text), false) = (state.fixed_answer.get(), req.model.starts_with("judge-yes")) {
+        for choice in answer.choices.iter_mut().filter(|c| c.content.is_some()) {
+            choice.content = Some(text.clone());
+        }
+    }
     if req.model.starts_with("deepseek") {
         crate::anthropic::deepseek_usage(&state.prompt_cache, &req.body, &mut answer.usage);
     } else if state.config.prefix_cache {

@@ -156,6 +156,7 @@ async fn reset(State(state): State<Shared>) -> Json<Value> {
     state.prompt_cache.reset();
     state.prefix_cache.reset();
     state.faults.clear();
+    state.fixed_answer.clear();
     Json(state.recorder.calls_json())
 }
 

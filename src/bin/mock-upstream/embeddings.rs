@@ -1,6 +1,11 @@
 //! `POST /v1/embeddings`: deterministic unit vectors derived from SHA-256 of each
 //! input's JSON, as float arrays or (`encoding_format: "base64"`, the official Python
 //! SDK's default) standard base64 of the little-endian f32 bytes.
+//!
+//! Models whose name contains `bow` (e.g. `mock-embed-bow`) embed text inputs as a
+//! hashed bag of words instead (256 dimensions unless `dimensions` says otherwise):
+//! texts sharing most of their words are close, as a real embedding model's
+//! paraphrases are (reprise's provider-embedder tests rely on it).
 
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
@@ -13,6 +18,7 @@ use crate::control::Endpoint;
 use crate::{openai, Shared};
 
 const DEFAULT_DIMENSIONS: usize = 8;
+const DEFAULT_BOW_DIMENSIONS: usize = 256;
 const MAX_DIMENSIONS: u64 = 16_384;
 const MAX_INPUTS: usize = 4_096;
 
@@ -25,7 +31,9 @@ pub async fn handle(State(state): State<Shared>, headers: HeaderMap, raw: Bytes)
         Ok(inputs) => inputs,
         Err(message) => return bad_request(message, "input"),
     };
+    let bow = req.model.contains("bow");
     let dimensions = match req.body.get("dimensions") {
+        None | Some(Value::Null) if bow => DEFAULT_BOW_DIMENSIONS,
         None | Some(Value::Null) => DEFAULT_DIMENSIONS,
         Some(v) => match v
             .as_u64()
@@ -46,7 +54,10 @@ pub async fn handle(State(state): State<Shared>, headers: HeaderMap, raw: Bytes)
         .enumerate()
         .map(|(index, input)| {
             tokens += input_tokens(input);
-            let vector = vector(input, dimensions);
+            let vector = match input.as_str() {
+                Some(text) if bow => bag_of_words(text, dimensions),
+                _ => vector(input, dimensions),
+            };
             let embedding = if base64 {
                 Value::String(base64_encode(&le_bytes(&vector)))
             } else {
@@ -129,6 +140,25 @@ pub fn vector(input: &Value, dimensions: usize) -> Vec<f32> {
     raw.iter().map(|x| (x * scale) as f32).collect()
 }
 
+/// A hashed bag of words: each lowercase alphanumeric word adds ±1 at a position
+/// drawn from its SHA-256; L2-normalized (all zeros for a text without words).
+pub fn bag_of_words(text: &str, dimensions: usize) -> Vec<f32> {
+    let size = dimensions.max(1);
+    let mut raw = vec![0f64; size];
+    let words = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty());
+    for word in words {
+        let digest = Sha256::digest(word.to_lowercase().as_bytes());
+        let slot = u32::from_le_bytes([digest[0], digest[1], digest[2], digest[3]]) as usize;
+        let sign = if digest[4] & 1 == 0 { 1.0 } else { -1.0 };
+        raw[slot % size] += sign;
+    }
+    let norm = raw.iter().map(|x| x * x).sum::<f64>().sqrt();
+    let scale = if norm > 0.0 { 1.0 / norm } else { 0.0 };
+    raw.iter().map(|x| (x * scale) as f32).collect()
+}
+
 /// An f32 as a JSON number with its shortest f32 spelling (`0.1`, not
 /// `0.10000000149011612`), like the real API.
 fn float_value(f: f32) -> Value {
@@ -183,6 +213,18 @@ mod tests {
         }
         assert_eq!(base64_encode(&[0xff, 0xfe, 0x00]), "//4A");
         assert_eq!(base64_encode(&1.0f32.to_le_bytes()), "AACAPw==");
+    }
+
+    #[test]
+    fn bags_of_words_put_paraphrases_close() {
+        let cos = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();
+        let a = bag_of_words("How do I reset my password?", 256);
+        let b = bag_of_words("how do I reset my password please", 256);
+        let c = bag_of_words("What is the capital of France?", 256);
+        assert!(cos(&a, &b) > 0.85, "{}", cos(&a, &b));
+        assert!(cos(&a, &c) < 0.5, "{}", cos(&a, &c));
+        assert_eq!(a, bag_of_words("HOW do i reset my password", 256));
+        assert!(bag_of_words("?!", 4).iter().all(|x| *x == 0.0));
     }
 
     #[test]

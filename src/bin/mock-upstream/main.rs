@@ -13,6 +13,7 @@
 //!   `text.rs` holds the shared text/hash helpers.
 //! - `control.rs`: `/_mock/calls`, `/_mock/reset`, `/_mock/last`, `/_mock/last_headers`.
 //! - `faults.rs`: `/_mock/fault`, a switchable error status (a sick replica).
+//! - `fixed.rs`: `/_mock/answer`, a switchable fixed chat answer (verified-mode tests).
 //! - `prefix_cache.rs`: `--prefix-cache`, a vLLM-style prefix cache per process.
 //!
 //! Adding a provider (e.g. Anthropic `/v1/messages`): write `anthropic.rs` with a
@@ -27,6 +28,7 @@ mod chat;
 mod control;
 mod embeddings;
 mod faults;
+mod fixed;
 mod openai;
 mod prefix_cache;
 mod stream;
@@ -89,6 +91,8 @@ pub struct AppState {
     /// `--prefix-cache` (vLLM-style, every chat model).
     pub prefix_cache: prefix_cache::PrefixCache,
     pub faults: faults::Faults,
+    /// `/_mock/answer`: when set, every chat answer's text.
+    pub fixed_answer: fixed::FixedAnswer,
 }
 
 pub type Shared = Arc<AppState>;
@@ -100,6 +104,7 @@ fn app(state: Shared) -> Router {
         .merge(anthropic::routes())
         .merge(control::routes())
         .merge(faults::routes())
+        .merge(fixed::routes())
         .fallback(openai::not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
@@ -130,6 +135,7 @@ async fn run(args: Args) -> std::io::Result<()> {
         prompt_cache: anthropic::PromptCache::default(),
         prefix_cache: prefix_cache::PrefixCache::default(),
         faults: faults::Faults::default(),
+        fixed_answer: fixed::FixedAnswer::default(),
     });
 
     let shutdown = shutdown_signal()?;

@@ -1,0 +1,124 @@
+//! The semantic tier with `semantic.embedder = "provider"`: vectors come from
+//! the mock upstream's `/v1/embeddings` (model `mock-embed-bow`: hashed bags
+//! of words, so paraphrases sharing their words are close) through reprise's
+//! own flow, as the caller: routed, exact-cached and counted. No local model.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::time::Duration;
+
+use common::{config_for, Mock, Proxy, Reply};
+use reprise::config::Config;
+use reprise::semantic::settings::EmbedderKind;
+use serde_json::{json, Value};
+
+const QUESTION: &str = "How do I reset my password?";
+/// Shares six of its seven words with QUESTION: cosine 6/√42 ≈ 0.926.
+const PARAPHRASE: &str = "How do I reset my password please?";
+
+fn provider_config(mock: &Mock) -> Config {
+    let mut config = config_for(&mock.url);
+    config.semantic.enabled = true;
+    config.semantic.embedder = EmbedderKind::Provider;
+    config.semantic.embedding_model = "mock-embed-bow".into();
+    config.semantic.threshold = 0.9;
+    // Nothing local is needed: a directory that does not exist proves it.
+    config.semantic.model_dir = Some("/nonexistent/model".into());
+    config
+}
+
+fn ask(text: &str) -> Value {
+    json!({"model": "gpt-4o-mini", "temperature": 0, "messages": [
+        {"role": "system", "content": "You are a support bot."},
+        {"role": "user", "content": text}]})
+}
+
+/// Waits (bounded) until `body` is answered by the semantic tier.
+async fn wait_semantic(proxy: &Proxy, body: &Value) -> Reply {
+    for _ in 0..1000 {
+        let reply = proxy
+            .chat_with(body, &[("cache-control", "only-if-cached")])
+            .await;
+        if reply.status == 200 {
+            return reply;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("no semantic hit for {body}");
+}
+
+async fn stats(proxy: &Proxy) -> Value {
+    Reply::from(
+        proxy
+            .http
+            .get(format!("{}/v1/cache/stats", proxy.url))
+            .header("authorization", "Bearer sk-test-a")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+    .json()
+}
+
+#[tokio::test]
+async fn provider_vectors_answer_paraphrases_and_embeddings_are_exact_cached() {
+    let mock = Mock::start().await;
+    let proxy = Proxy::start(provider_config(&mock)).await;
+    let first = proxy.chat(&ask(QUESTION)).await;
+    assert_eq!(first.status, 200);
+    assert_eq!(first.cache_status(), "miss");
+    let hit = wait_semantic(&proxy, &ask(PARAPHRASE)).await;
+    assert_eq!(hit.header("x-cache-tier"), Some("semantic"));
+    assert_eq!(hit.header("x-cache-key"), first.header("x-cache-key"));
+    let similarity: f64 = hit.header("x-cache-similarity").unwrap().parse().unwrap();
+    assert!(
+        (similarity - 6.0 / 42f64.sqrt()).abs() < 1e-3,
+        "{similarity}"
+    );
+    assert_eq!(
+        hit.json()["choices"][0]["message"]["content"],
+        first.json()["choices"][0]["message"]["content"]
+    );
+    // Asked again, the paraphrase's embedding is an exact hit of reprise's
+    // own cache: one provider embedding per distinct text.
+    let again = proxy.chat(&ask(PARAPHRASE)).await;
+    assert_eq!(again.header("x-cache-tier"), Some("semantic"));
+    let calls = mock.calls().await;
+    assert_eq!(calls["chat"], 1, "{calls}");
+    assert_eq!(calls["embeddings"], 2, "{calls}");
+    let stats = stats(&proxy).await;
+    let embeddings = &stats["by_type"]["embeddings"];
+    assert_eq!(embeddings["misses"], 2, "{stats}");
+    assert!(
+        embeddings["hits"]["total"].as_u64().unwrap() >= 1,
+        "{stats}"
+    );
+    // A text with different words is not a paraphrase.
+    let other = proxy
+        .chat_with(
+            &ask("What is the capital of France?"),
+            &[("cache-control", "only-if-cached")],
+        )
+        .await;
+    assert_eq!(other.status, 504);
+}
+
+#[tokio::test]
+async fn a_failing_embedding_provider_fails_open() {
+    let mock = Mock::start().await;
+    let proxy = Proxy::start(provider_config(&mock)).await;
+    // The next upstream request (the lookup's embedding) fails.
+    mock.fault(json!({"status": 500, "times": 1})).await;
+    let first = proxy.chat(&ask(QUESTION)).await;
+    assert_eq!(first.status, 200, "the chat request itself is unaffected");
+    assert_eq!(first.cache_status(), "miss");
+    // Storing the answer embeds again (the provider is back): paraphrases hit.
+    let hit = wait_semantic(&proxy, &ask(PARAPHRASE)).await;
+    assert_eq!(hit.header("x-cache-key"), first.header("x-cache-key"));
+    assert_eq!(mock.calls().await["chat"], 1);
+    // The failed embedding was a real (counted) error, not a retry that worked.
+    let stats = stats(&proxy).await;
+    assert_eq!(stats["by_type"]["embeddings"]["errors"], 1, "{stats}");
+}

@@ -540,7 +540,7 @@ impl Default for ServerConfig {
             admin_keys_env: None,
             metrics_keys_env: None,
             allow_open_proxy: false,
-            runtime: RuntimeLayout::Multi,
+            runtime: RuntimeLayout::PerCore,
             workers: 0,
         }
     }

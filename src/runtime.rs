@@ -4,7 +4,8 @@
 //!   listener. Any worker may run any task, so a request, its upstream
 //!   call's connection task and the background write can each wake another
 //!   thread (a futex wake-up and a context switch per hand-off).
-//! - `per-core`: `workers` single-threaded runtimes, each with its own
+//! - `per-core` (the default; Linux, elsewhere it falls back to `multi`):
+//!   `workers` single-threaded runtimes, each with its own
 //!   `SO_REUSEPORT` listener on the same address (the kernel spreads new
 //!   connections across them) and its own upstream HTTP client. A
 //!   connection's requests, their provider calls and the tasks they spawn
@@ -46,12 +47,21 @@ pub fn serve(
 ) -> Result<(), RunError> {
     config.validate()?;
     let workers = worker_count(config.server.workers);
-    match config.server.runtime {
+    // Only Linux spreads connections over SO_REUSEPORT listeners (BSD and
+    // macOS hand them all to one socket): elsewhere per-core would serve on
+    // one thread.
+    let layout = match config.server.runtime {
+        RuntimeLayout::PerCore if !cfg!(target_os = "linux") => RuntimeLayout::Multi,
+        layout => layout,
+    };
+    match layout {
         RuntimeLayout::Multi => {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(workers)
-                .enable_all()
-                .build()?;
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            // 0 keeps tokio's default (one per core, or TOKIO_WORKER_THREADS).
+            if config.server.workers > 0 {
+                builder.worker_threads(workers);
+            }
+            let runtime = builder.enable_all().build()?;
             runtime.block_on(async move {
                 let listener =
                     TcpListener::bind(&config.server.listen)

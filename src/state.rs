@@ -203,22 +203,10 @@ fn caller_credential(headers: &HeaderMap) -> Option<String> {
         .map(String::from)
 }
 
-/// The semantic tier, refused where it would weaken another setting: its
-/// shared copy in Redis holds vectors and last user texts that
-/// `cache.encryption` does not seal yet.
+/// The semantic tier (None when disabled). Its shared items are sealed like
+/// entries under `cache.encryption` (`semantic::shared`).
 fn semantic_tier(
     config: &crate::config::Config,
 ) -> Result<Option<Arc<crate::semantic::tier::SemanticTier>>, crate::RunError> {
-    if config.semantic.enabled
-        && config.cache.encryption != crate::cache::seal::Encryption::Off
-        && config.cache.backend.uses_redis()
-    {
-        return Err(crate::RunError::Semantic(
-            "semantic.enabled = true with cache.encryption and a Redis backend: the semantic \
-             tier's shared vectors and texts are not sealed yet, so reprise will not store them \
-             in Redis in the clear; use cache.backend = \"memory\", or turn one of them off"
-                .into(),
-        ));
-    }
     crate::semantic::load::tier(&config.semantic).map_err(crate::RunError::Semantic)
 }

@@ -443,19 +443,3 @@ fn a_missing_model_stops_reprise_naming_the_script() {
     assert!(err.contains("scripts/fetch-embedding-model.sh"), "{err}");
     assert!(err.contains("/nonexistent/reprise-model"), "{err}");
 }
-
-#[test]
-fn encryption_with_a_shared_backend_refuses_the_semantic_tier() {
-    let mut config = Config::default();
-    config.semantic.enabled = true;
-    config.semantic.model_dir = Some(model_dir());
-    config.cache.backend = Backend::Tiered;
-    config.cache.encryption = reprise::cache::seal::Encryption::PerTenant;
-    config.cache.encryption_key_env = Some("REPRISE_TEST_SEMANTIC_SECRET".into());
-    let err = match reprise::state::AppState::new(config) {
-        Ok(_) => panic!("started with unsealed semantic texts in Redis"),
-        Err(e) => e.to_string(),
-    };
-    assert!(err.contains("cache.encryption"), "{err}");
-    assert!(err.contains("not sealed"), "{err}");
-}

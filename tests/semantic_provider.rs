@@ -122,3 +122,97 @@ async fn a_failing_embedding_provider_fails_open() {
     let stats = stats(&proxy).await;
     assert_eq!(stats["by_type"]["embeddings"]["errors"], 1, "{stats}");
 }
+
+#[tokio::test]
+async fn a_slow_embedding_provider_is_given_up_after_embed_timeout() {
+    let mock = Mock::start().await;
+    let mut config = provider_config(&mock);
+    // `mock-slow` answers after 30 s (the mock's --slow-ms default).
+    config.semantic.embedding_model = "mock-slow".into();
+    config.semantic.embed_timeout = Duration::from_millis(200);
+    let proxy = Proxy::start(config).await;
+    let started = std::time::Instant::now();
+    let reply = proxy.chat(&ask(QUESTION)).await;
+    assert_eq!(reply.status, 200);
+    assert_eq!(reply.cache_status(), "miss");
+    // Well under the 10 s upstream timeout: the lookup gave up at 200 ms.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(mock.calls().await["chat"], 1);
+}
+
+/// Every later chat answer of the mock is `text`.
+async fn mock_answers(mock: &Mock, text: &str) {
+    let status = reqwest::Client::new()
+        .post(format!("{}/_mock/answer", mock.url))
+        .header("content-type", "application/json")
+        .body(json!({"content": text}).to_string())
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+}
+
+/// Waits (bounded) until `proxy` has settled `agreed` + `disagreed` comparisons.
+async fn wait_settled(proxy: &Proxy, agreed: u64, disagreed: u64) {
+    for _ in 0..1000 {
+        let verified = stats(proxy).await["semantic_verified"].clone();
+        if verified["agreed"] == agreed && verified["disagreed"] == disagreed {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("comparisons never reached {agreed}/{disagreed}");
+}
+
+#[tokio::test]
+async fn verified_mode_compares_answers_with_provider_vectors() {
+    let mock = Mock::start().await;
+    let mut config = provider_config(&mock);
+    config.semantic.mode = reprise::semantic::settings::SemanticMode::Verified;
+    let proxy = Proxy::start(config).await;
+    mock_answers(&mock, "Open Settings, then Security, then Reset password.").await;
+    let first = proxy.chat(&ask(QUESTION)).await;
+    let key = first.header("x-cache-key").unwrap().to_owned();
+    // The item exists once feedback `correct: true` finds it.
+    for _ in 0..1000 {
+        let found = proxy
+            .post("/v1/cache/feedback")
+            .body(json!({"key": key, "correct": true}).to_string())
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if found == 200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let embeddings_before = mock.calls().await["embeddings"].as_u64().unwrap();
+
+    // Another text with the same words: not equal, but the provider's
+    // vectors of the two answers agree (cosine 1 ≥ answer_agreement).
+    mock_answers(&mock, "open settings then security then reset password").await;
+    let explored = proxy.chat(&ask(PARAPHRASE)).await;
+    assert_eq!(explored.header("x-cache-verified"), Some("explored"));
+    assert_eq!(explored.header("x-cache-matched-key"), Some(key.as_str()));
+    wait_settled(&proxy, 1, 0).await;
+    let embeddings = mock.calls().await["embeddings"].as_u64().unwrap();
+    assert_eq!(
+        embeddings,
+        embeddings_before + 3,
+        "the query and both answers"
+    );
+
+    // Different words: the answers disagree.
+    mock_answers(&mock, "Bananas are an excellent source of potassium.").await;
+    let explored = proxy
+        .chat(&ask("How do I reset my password now please?"))
+        .await;
+    assert_eq!(explored.header("x-cache-verified"), Some("explored"));
+    wait_settled(&proxy, 1, 1).await;
+}

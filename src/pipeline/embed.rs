@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use super::Request;
 use crate::cache::facts::BodyFacts;
 use crate::cache::key::EndpointKind;
+use crate::cache::seal::Sealing;
 use crate::json::Json;
 use crate::semantic::settings::EmbedderKind;
 use crate::semantic::tier::{Embedded, SemanticTier};
@@ -30,11 +31,14 @@ const MAX_EMBEDDING_BODY: usize = 1024 * 1024;
 /// Longest vector accepted from a provider (Redis items store the dimension in a u16).
 const MAX_DIMENSIONS: usize = 16_384;
 
-/// Who the provider embedder asks as: the caller's credential and namespace.
+/// Who the semantic work after a request acts as: the caller's credential
+/// and namespace (the provider embedder asks with them) and its sealing key
+/// (what goes to Redis is sealed with it).
 #[derive(Clone)]
 pub(crate) struct Caller {
-    state: Arc<AppState>,
+    pub state: Arc<AppState>,
     headers: HeaderMap,
+    pub sealing: Sealing,
 }
 
 impl Caller {
@@ -49,6 +53,7 @@ impl Caller {
         Caller {
             state: request.state.clone(),
             headers,
+            sealing: request.sealing.clone(),
         }
     }
 }

@@ -16,6 +16,7 @@ mod forward;
 mod judge;
 mod miss;
 mod refresh;
+mod remember;
 mod respond;
 mod semantic;
 mod stream_client;

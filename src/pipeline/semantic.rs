@@ -8,16 +8,15 @@
 //! The exact hit path never reaches this file.
 
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
-use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use super::embed::{self, Caller};
+pub(crate) use super::remember::Remember;
 use super::verified::{self, Exploration};
 use super::{costing, judge, respond, Answer, Request};
 use crate::cache::entry::Entry;
-use crate::cache::key::{CacheKey, EndpointKind, KeyScope};
+use crate::cache::key::{EndpointKind, KeyScope};
 use crate::cache::outcome::{CacheStatus, Tier};
 use crate::json::Json;
 use crate::semantic::guard::lexical_guard;
@@ -37,15 +36,15 @@ pub(crate) struct Plan {
     /// `x-cache-semantic-threshold` in ten-thousandths (tightens only).
     pub threshold_bp: Option<u16>,
     /// What the lookup derived, reused when the answer is stored.
-    probe: OnceLock<Arc<Probe>>,
+    pub(super) probe: OnceLock<Arc<Probe>>,
     /// Verified mode: the candidate this request explores (it goes to the
     /// provider, and its answer is compared with the candidate's).
     pub exploration: OnceLock<Exploration>,
 }
 
-struct Probe {
-    subject: Subject,
-    vector: Arc<[f32]>,
+pub(super) struct Probe {
+    pub subject: Subject,
+    pub vector: Arc<[f32]>,
 }
 
 impl Plan {
@@ -86,7 +85,7 @@ pub(crate) enum Found {
 
 /// Where the request's exact key lives: an alias's targets share entries
 /// (the exact key's scope), so they share partitions too.
-fn scope(request: &Request) -> KeyScope<'_> {
+pub(super) fn scope(request: &Request) -> KeyScope<'_> {
     match &request.alias {
         Some(alias) => KeyScope {
             namespace: &request.namespace,
@@ -107,7 +106,7 @@ fn scope(request: &Request) -> KeyScope<'_> {
 /// `anthropic-beta`, …), digested under the request's scope exactly as the
 /// exact key takes them: part of the context a paraphrase must share.
 /// With the provider embedder, the embedding model is part of it too.
-fn header_context(request: &Request) -> [u8; 32] {
+pub(super) fn header_context(request: &Request) -> [u8; 32] {
     let none = crate::cache::key::BodyDigest([0; 32]);
     let headers = crate::cache::key::scoped_key_with(&scope(request), &none, |sink| {
         request
@@ -201,6 +200,7 @@ pub(crate) async fn lookup(request: &Request) -> Found {
     let candidates = tier
         .candidates(
             redis,
+            &request.sealing,
             &request.namespace,
             &subject.partition,
             &vector,
@@ -361,108 +361,4 @@ async fn matched_entry(
         .await;
     }
     None
-}
-
-/// Adds a stored answer's vector to the index, off the response path.
-pub(crate) struct Remember {
-    state: Arc<AppState>,
-    namespace: String,
-    kind: EndpointKind,
-    /// The exact key's scope (an alias's name when one chose the target).
-    provider: String,
-    model: String,
-    /// The answer-changing headers' digest (see `header_context`).
-    context: [u8; 32],
-    raw: Bytes,
-    probe: Option<Arc<Probe>>,
-    /// Verified mode: the candidate this request explored.
-    exploration: Option<Exploration>,
-    /// The stats slot of verification outcomes (route, upstream model).
-    stats_model: String,
-    /// Whom the provider embedder asks as.
-    caller: Caller,
-}
-
-impl Remember {
-    /// None when this request's answer does not go into the index.
-    pub fn from(request: &Request) -> Option<Self> {
-        if !request.semantic.enabled || !request.writes() {
-            return None;
-        }
-        let scope = scope(request);
-        Some(Remember {
-            state: request.state.clone(),
-            namespace: request.namespace.clone(),
-            kind: request.kind,
-            provider: scope.provider.to_owned(),
-            model: scope.model.to_owned(),
-            context: header_context(request),
-            raw: request.raw.clone(),
-            probe: request.semantic.probe.get().cloned(),
-            exploration: request.semantic.exploration.get().cloned(),
-            stats_model: request.model.clone(),
-            caller: Caller::of(request),
-        })
-    }
-
-    /// Adds the vector for `key`, whose entry (`fresh`) lives `expire` more
-    /// (None = forever). An explored request first settles its comparison:
-    /// an answer that agrees with the candidate's adds no entry.
-    pub async fn run(self, key: CacheKey, expire: Option<Duration>, fresh: &Entry) {
-        let Some(tier) = self.state.semantic.as_ref() else {
-            return;
-        };
-        if let Some(exploration) = &self.exploration {
-            let stats = (self.kind.as_str(), self.stats_model.as_str());
-            let settled = verified::settle(
-                &self.state,
-                tier,
-                &self.caller,
-                &self.namespace,
-                stats,
-                exploration,
-                fresh,
-            )
-            .await;
-            if settled == Some(true) {
-                return;
-            }
-        }
-        let (subject, vector) = match self.probe {
-            Some(p) => (p.subject.clone(), p.vector.clone()),
-            None => {
-                let scope = KeyScope {
-                    namespace: &self.namespace,
-                    kind: self.kind,
-                    provider: &self.provider,
-                    model: &self.model,
-                };
-                let Some(Ok(mut subject)) = Json::parse(&self.raw)
-                    .ok()
-                    .map(|b| partition::subject(&scope, &b, tier.config.max_temperature))
-                else {
-                    return;
-                };
-                subject.partition = subject.partition.narrowed(&self.context);
-                match embed::text(tier, &self.caller, &subject.text).await {
-                    Embedded::Vector(v) => (subject, v),
-                    _ => {
-                        metrics::counter!("reprise_semantic_store_skipped_total").increment(1);
-                        return;
-                    }
-                }
-            }
-        };
-        let grace = self.state.config.cache.stale_grace;
-        tier.remember(
-            self.state.tiers.redis.as_ref(),
-            &self.namespace,
-            subject.partition,
-            &subject.text,
-            vector,
-            key,
-            expire.map(|e| e + grace),
-        )
-        .await;
-    }
 }

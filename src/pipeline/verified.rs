@@ -20,7 +20,6 @@ use crate::render::CacheStatus;
 use crate::semantic::index::dot;
 use crate::semantic::tier::{Embedded, SemanticTier};
 use crate::semantic::verified::VerifiedDecision;
-use crate::state::AppState;
 use crate::stream::StoredStream;
 
 /// A candidate verified mode chose to explore rather than serve.
@@ -87,7 +86,6 @@ pub(super) fn mark_explored(request: &Request, answer: &mut Answer) {
 /// records the outcome on the cached entry's item. Returns whether they
 /// agreed; None when they could not be compared (no text, embedder busy).
 pub(super) async fn settle(
-    state: &AppState,
     tier: &SemanticTier,
     caller: &Caller,
     namespace: &str,
@@ -99,8 +97,10 @@ pub(super) async fn settle(
         metrics::counter!("reprise_semantic_verified_total", "outcome" => "unjudged").increment(1);
         return None;
     };
+    let state = &caller.state;
     tier.record(
         state.tiers.redis.as_ref(),
+        &caller.sealing,
         namespace,
         &exploration.key,
         exploration.similarity,

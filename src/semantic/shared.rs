@@ -14,6 +14,12 @@
 //! their copy is older than `semantic.refresh`: that is the staleness bound
 //! (an item written, blocked or dropped elsewhere is seen within it).
 //!
+//! With `cache.encryption = "per-tenant"` the item's vector, observations and
+//! text are sealed with the caller's key, as entries are (`cache::seal`;
+//! the associated data binds them to the entry's key): a Redis dump shows no
+//! prompt text, and another tenant's (or another secret's) items do not open
+//! and are skipped. Only the blocked flag stays readable.
+//!
 //! Feedback and verified-mode observations change an item by read-modify-write
 //! (`HGET`, then `HSET`): two instances recording on one item at the same
 //! moment may lose one observation. That only delays learning; it never
@@ -27,10 +33,13 @@ use super::partition::PartitionId;
 use super::verified::{Observations, MAX_OBSERVATIONS};
 use crate::cache::key::CacheKey;
 use crate::cache::redis::RedisTier;
+use crate::cache::seal::Sealing;
 
 /// Version 2 added the observations; version 1 items read as having none.
 const ITEM_VERSION: u8 = 2;
 const ITEM_VERSION_NO_OBSERVATIONS: u8 = 1;
+/// Version 2's payload (everything after the flags), sealed.
+const ITEM_VERSION_SEALED: u8 = 3;
 const FLAG_BLOCKED: u8 = 1;
 
 pub fn partition_key(redis: &RedisTier, partition: &PartitionId) -> String {
@@ -41,15 +50,38 @@ pub fn pointer_key(redis: &RedisTier, namespace: &str, key: &CacheKey) -> String
     format!("{}:semkey:v1:{namespace}:{}", redis.prefix(), key.hex())
 }
 
-/// `version | flags | dim (u16 LE) | dim × f32 LE | n (u8) | n × (f32 LE, u8)
-/// observations | text (UTF-8)`.
-pub fn encode(item: &Item) -> Vec<u8> {
+/// `version | flags | payload`, the payload being `dim (u16 LE) | dim × f32
+/// LE | n (u8) | n × (f32 LE, u8) observations | text (UTF-8)`, sealed
+/// (version 3) when `sealing` is on. None when sealing failed (no write).
+pub fn encode(item: &Item, sealing: &Sealing) -> Option<Vec<u8>> {
+    let flags = if item.blocked { FLAG_BLOCKED } else { 0 };
+    let payload = payload(item);
+    if !sealing.is_on() {
+        let mut out = Vec::with_capacity(2 + payload.len());
+        out.extend_from_slice(&[ITEM_VERSION, flags]);
+        out.extend_from_slice(&payload);
+        return Some(out);
+    }
+    let mut out = bytes::BytesMut::with_capacity(2 + payload.len() + 28);
+    out.extend_from_slice(&[ITEM_VERSION_SEALED, flags]);
+    sealing
+        .seal_into(&mut out, &aad(&item.key), &payload)
+        .then(|| out.to_vec())
+}
+
+/// What a sealed item is bound to: its entry's key, in the semantic domain
+/// (an entry's sealed value copied into the hash does not open as an item).
+fn aad(key: &CacheKey) -> Vec<u8> {
+    let mut aad = b"reprise semantic item\0".to_vec();
+    aad.extend_from_slice(&key.0);
+    aad
+}
+
+fn payload(item: &Item) -> Vec<u8> {
     let dim = u16::try_from(item.vector.len()).unwrap_or(0);
     let samples = item.observations.samples();
     let kept = &samples[samples.len().saturating_sub(MAX_OBSERVATIONS)..];
-    let mut out = Vec::with_capacity(5 + 4 * usize::from(dim) + 5 * kept.len() + item.text.len());
-    out.push(ITEM_VERSION);
-    out.push(if item.blocked { FLAG_BLOCKED } else { 0 });
+    let mut out = Vec::with_capacity(3 + 4 * usize::from(dim) + 5 * kept.len() + item.text.len());
     out.extend_from_slice(&dim.to_le_bytes());
     for x in item.vector.iter().take(usize::from(dim)) {
         out.extend_from_slice(&x.to_le_bytes());
@@ -64,13 +96,24 @@ pub fn encode(item: &Item) -> Vec<u8> {
     out
 }
 
-/// The item of `key`, or None for anything malformed (never a panic).
-pub fn decode(key: CacheKey, bytes: &[u8]) -> Option<Item> {
+/// The item of `key`, or None for anything malformed or not opening with
+/// `sealing` (clear items when sealing is on, sealed ones when it is off:
+/// switching encryption turns items into misses, as it does entries).
+pub fn decode(key: CacheKey, bytes: &[u8], sealing: &Sealing) -> Option<Item> {
     let (&version, rest) = bytes.split_first()?;
-    if version != ITEM_VERSION && version != ITEM_VERSION_NO_OBSERVATIONS {
-        return None;
-    }
     let (&flags, rest) = rest.split_first()?;
+    match (version, sealing.is_on()) {
+        (ITEM_VERSION_SEALED, true) => {
+            let plain = sealing.open(&aad(&key), rest)?;
+            parse(key, flags, &plain, true)
+        }
+        (ITEM_VERSION, false) => parse(key, flags, rest, true),
+        (ITEM_VERSION_NO_OBSERVATIONS, false) => parse(key, flags, rest, false),
+        _ => None,
+    }
+}
+
+fn parse(key: CacheKey, flags: u8, rest: &[u8], observed: bool) -> Option<Item> {
     let dim = usize::from(u16::from_le_bytes([*rest.first()?, *rest.get(1)?]));
     let rest = rest.get(2..)?;
     let vector: Vec<f32> = rest
@@ -83,7 +126,7 @@ pub fn decode(key: CacheKey, bytes: &[u8]) -> Option<Item> {
     }
     let mut rest = rest.get(dim * 4..)?;
     let mut observations = Observations::new();
-    if version == ITEM_VERSION {
+    if observed {
         let (&n, after) = rest.split_first()?;
         let n = usize::from(n);
         for o in after.get(..n * 5)?.chunks_exact(5) {
@@ -120,7 +163,11 @@ pub async fn store(
     item: &Item,
     expire: Option<Duration>,
     max_entries: usize,
+    sealing: &Sealing,
 ) -> bool {
+    let Some(value) = encode(item, sealing) else {
+        return false;
+    };
     let hash = partition_key(redis, partition);
     let len: Option<u64> = redis.query(redis::cmd("HLEN").arg(&hash), "HLEN").await;
     if len.is_none_or(|n| n >= max_entries as u64) {
@@ -128,10 +175,7 @@ pub async fn store(
     }
     let field = item.key.hex();
     let written: Option<i64> = redis
-        .query(
-            redis::cmd("HSET").arg(&hash).arg(&field).arg(encode(item)),
-            "HSET",
-        )
+        .query(redis::cmd("HSET").arg(&hash).arg(&field).arg(value), "HSET")
         .await;
     if written.is_none() {
         return false;
@@ -169,7 +213,12 @@ pub async fn store(
 }
 
 /// Every item of a partition; None when Redis is unavailable.
-pub async fn load(redis: &RedisTier, partition: &PartitionId) -> Option<Vec<Item>> {
+/// (items that do not open with `sealing` are skipped).
+pub async fn load(
+    redis: &RedisTier,
+    partition: &PartitionId,
+    sealing: &Sealing,
+) -> Option<Vec<Item>> {
     let pairs: Vec<(Vec<u8>, Vec<u8>)> = redis
         .query(
             redis::cmd("HGETALL").arg(partition_key(redis, partition)),
@@ -179,7 +228,7 @@ pub async fn load(redis: &RedisTier, partition: &PartitionId) -> Option<Vec<Item
     Some(
         pairs
             .into_iter()
-            .filter_map(|(field, value)| decode(parse_key(&field)?, &value))
+            .filter_map(|(field, value)| decode(parse_key(&field)?, &value, sealing))
             .collect(),
     )
 }
@@ -210,8 +259,12 @@ pub async fn set_blocked(
     namespace: &str,
     key: &CacheKey,
     blocked: bool,
+    sealing: &Sealing,
 ) -> Option<bool> {
-    update(redis, namespace, key, |item| item.blocked = blocked).await
+    update(redis, namespace, key, sealing, |item| {
+        item.blocked = blocked
+    })
+    .await
 }
 
 /// Records a verified-mode observation on an item; Some(true) when it exists.
@@ -221,8 +274,9 @@ pub async fn record(
     key: &CacheKey,
     similarity: f32,
     correct: bool,
+    sealing: &Sealing,
 ) -> Option<bool> {
-    update(redis, namespace, key, |item| {
+    update(redis, namespace, key, sealing, |item| {
         item.observations.record(similarity, correct)
     })
     .await
@@ -234,6 +288,7 @@ async fn update(
     redis: &RedisTier,
     namespace: &str,
     key: &CacheKey,
+    sealing: &Sealing,
     change: impl FnOnce(&mut Item),
 ) -> Option<bool> {
     let pointer: Option<String> = redis
@@ -249,16 +304,16 @@ async fn update(
     let value: Option<Vec<u8>> = redis
         .query(redis::cmd("HGET").arg(&hash).arg(key.hex()), "HGET")
         .await?;
-    let Some(mut item) = value.and_then(|v| decode(*key, &v)) else {
+    let Some(mut item) = value.and_then(|v| decode(*key, &v, sealing)) else {
         return Some(false);
     };
     change(&mut item);
+    let Some(value) = encode(&item, sealing) else {
+        return Some(true);
+    };
     let _: Option<i64> = redis
         .query(
-            redis::cmd("HSET")
-                .arg(&hash)
-                .arg(key.hex())
-                .arg(encode(&item)),
+            redis::cmd("HSET").arg(&hash).arg(key.hex()).arg(value),
             "HSET",
         )
         .await;
@@ -268,6 +323,10 @@ async fn update(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::seal::Sealer;
+    use std::sync::LazyLock;
+
+    static CLEAR: LazyLock<Sealing> = LazyLock::new(|| Sealer::off().shared());
 
     fn item() -> Item {
         let mut observations = Observations::new();
@@ -285,18 +344,18 @@ mod tests {
     #[test]
     fn items_round_trip_and_garbage_decodes_to_none() {
         let item = item();
-        let back = decode(item.key, &encode(&item)).unwrap();
+        let back = decode(item.key, &encode(&item, &CLEAR).unwrap(), &CLEAR).unwrap();
         assert_eq!(&*back.vector, &*item.vector);
         assert_eq!(back.text, item.text);
         assert!(back.blocked);
         assert_eq!(back.observations, item.observations);
-        let bytes = encode(&item);
+        let bytes = encode(&item, &CLEAR).unwrap();
         for cut in 0..(4 + 8 + 1 + 10) {
-            assert!(decode(item.key, &bytes[..cut]).is_none(), "{cut}");
+            assert!(decode(item.key, &bytes[..cut], &CLEAR).is_none(), "{cut}");
         }
-        assert!(decode(item.key, &[9, 0, 0, 0]).is_none());
+        assert!(decode(item.key, &[9, 0, 0, 0], &CLEAR).is_none());
         assert!(
-            decode(item.key, &[1, 0, 1, 0, 0, 0, 0xc0, 0x7f]).is_none(),
+            decode(item.key, &[1, 0, 1, 0, 0, 0, 0xc0, 0x7f], &CLEAR).is_none(),
             "NaN"
         );
         assert_eq!(parse_key(item.key.hex().as_bytes()), Some(item.key));
@@ -312,14 +371,38 @@ mod tests {
             v1.extend_from_slice(&x.to_le_bytes());
         }
         v1.extend_from_slice(item.text.as_bytes());
-        let back = decode(item.key, &v1).unwrap();
+        let back = decode(item.key, &v1, &CLEAR).unwrap();
         assert!(back.observations.is_empty());
         assert_eq!(back.text, item.text);
         assert!(back.blocked);
         // An observation count past the bytes present is malformed, not a panic.
-        let mut bytes = encode(&item);
+        let mut bytes = encode(&item, &CLEAR).unwrap();
         bytes[4 + 8] = 200;
         bytes.truncate(4 + 8 + 1 + 20);
-        assert!(decode(item.key, &bytes).is_none());
+        assert!(decode(item.key, &bytes, &CLEAR).is_none());
+    }
+
+    #[test]
+    fn sealed_items_hide_their_text_and_open_only_for_their_tenant() {
+        let sealer = Sealer::per_tenant(b"a server secret of 32 bytes or more!");
+        let (mine, theirs) = (sealer.tenant("sk-mine"), sealer.tenant("sk-theirs"));
+        let item = item();
+        let sealed = encode(&item, &mine).unwrap();
+        assert!(!sealed.windows(8).any(|w| w == b"password"));
+        let back = decode(item.key, &sealed, &mine).unwrap();
+        assert_eq!(back.text, item.text);
+        assert_eq!(&*back.vector, &*item.vector);
+        assert_eq!(back.observations, item.observations);
+        assert!(back.blocked, "the flag stays readable");
+        assert!(decode(item.key, &sealed, &theirs).is_none());
+        assert!(
+            decode(CacheKey([8; 32]), &sealed, &mine).is_none(),
+            "bound to its key"
+        );
+        assert!(decode(item.key, &sealed, &CLEAR).is_none());
+        let clear = encode(&item, &CLEAR).unwrap();
+        assert!(decode(item.key, &clear, &mine).is_none());
+        let other_secret = Sealer::per_tenant(b"another server secret, 32 bytes+!!");
+        assert!(decode(item.key, &sealed, &other_secret.tenant("sk-mine")).is_none());
     }
 }

@@ -15,6 +15,7 @@ use super::shared;
 use super::verified::Observations;
 use crate::cache::key::CacheKey;
 use crate::cache::redis::RedisTier;
+use crate::cache::seal::Sealing;
 
 /// A text to a vector (384 floats, L2-normalized), synchronously on the
 /// calling thread (the tier runs it on the blocking pool).
@@ -135,6 +136,7 @@ impl SemanticTier {
     pub async fn candidates(
         &self,
         redis: Option<&RedisTier>,
+        sealing: &Sealing,
         namespace: &str,
         partition: &PartitionId,
         vector: &[f32],
@@ -146,7 +148,7 @@ impl SemanticTier {
                 .loaded_at(namespace, partition)
                 .is_none_or(|at| at.elapsed() >= self.config.refresh);
             if stale {
-                if let Some(items) = shared::load(redis, partition).await {
+                if let Some(items) = shared::load(redis, partition, sealing).await {
                     self.index.replace(namespace, *partition, items);
                 }
             }
@@ -161,6 +163,7 @@ impl SemanticTier {
     pub async fn remember(
         &self,
         redis: Option<&RedisTier>,
+        sealing: &Sealing,
         namespace: &str,
         partition: PartitionId,
         text: &str,
@@ -183,6 +186,7 @@ impl SemanticTier {
                 &item,
                 expire,
                 self.config.max_entries,
+                sealing,
             )
             .await;
             if !stored {
@@ -212,6 +216,7 @@ impl SemanticTier {
     pub async fn record(
         &self,
         redis: Option<&RedisTier>,
+        sealing: &Sealing,
         namespace: &str,
         key: &CacheKey,
         similarity: f32,
@@ -222,7 +227,7 @@ impl SemanticTier {
             .record(namespace, key, similarity, correct)
             .is_some();
         let shared = match redis {
-            Some(redis) => shared::record(redis, namespace, key, similarity, correct)
+            Some(redis) => shared::record(redis, namespace, key, similarity, correct, sealing)
                 .await
                 .unwrap_or(false),
             None => false,
@@ -238,6 +243,7 @@ impl SemanticTier {
     pub async fn feedback(
         &self,
         redis: Option<&RedisTier>,
+        sealing: &Sealing,
         namespace: &str,
         key: &CacheKey,
         correct: bool,
@@ -246,7 +252,10 @@ impl SemanticTier {
         metrics::counter!("reprise_semantic_feedback_total", "correct" => if correct { "true" } else { "false" })
             .increment(1);
         let recorded = match similarity {
-            Some(s) => self.record(redis, namespace, key, s, correct).await,
+            Some(s) => {
+                self.record(redis, sealing, namespace, key, s, correct)
+                    .await
+            }
             None => false,
         };
         if correct {
@@ -259,7 +268,7 @@ impl SemanticTier {
         }
         let local = self.index.set_blocked(namespace, key, true).is_some();
         let shared = match redis {
-            Some(redis) => shared::set_blocked(redis, namespace, key, true)
+            Some(redis) => shared::set_blocked(redis, namespace, key, true, sealing)
                 .await
                 .unwrap_or(false),
             None => false,

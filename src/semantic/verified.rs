@@ -361,6 +361,27 @@ mod tests {
     }
 
     #[test]
+    fn a_disagreement_makes_a_serving_entry_explore_again() {
+        // Verified mode records (s, false) when an explored answer disagrees:
+        // where six agreeing observations served surely, the entry now
+        // explores, and under a tight bound it practically never serves there.
+        let agreeing = [
+            (0.99, true),
+            (0.97, true),
+            (0.95, true),
+            (0.96, true),
+            (0.98, true),
+            (0.97, true),
+        ];
+        let before = with(&agreeing);
+        assert_eq!(before.explore_probability(0.94, 0.5), Some(0.0));
+        let mut after = before.clone();
+        after.record(0.94, false);
+        assert!(after.explore_probability(0.94, 0.5).unwrap() > 0.1);
+        assert!(after.explore_probability(0.94, 0.01).unwrap() > 0.98);
+    }
+
+    #[test]
     fn wrong_only_history_rarely_serves() {
         let o = with(&[(0.93, false); 10]);
         let tau = o.explore_probability(0.93, 0.01).unwrap();

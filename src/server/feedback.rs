@@ -88,6 +88,7 @@ pub async fn create(
     let found = tier
         .feedback(
             state.tiers.redis.as_ref(),
+            &state.sealing(credential.as_deref()),
             &namespace,
             &key,
             feedback.correct,

@@ -21,7 +21,7 @@
 //! and are skipped. Only the blocked flag stays readable.
 //!
 //! Feedback and verified-mode observations change an item by read-modify-write
-//! (`HGET`, then `HSET`): two instances recording on one item at the same
+//! (`HGET`, then an `HSET` that only replaces a field still present): two instances recording on one item at the same
 //! moment may lose one observation. That only delays learning; it never
 //! serves anything the kept observations do not justify.
 
@@ -313,12 +313,23 @@ async fn update(
     };
     let _: Option<i64> = redis
         .query(
-            redis::cmd("HSET").arg(&hash).arg(key.hex()).arg(value),
-            "HSET",
+            redis::cmd("EVAL")
+                .arg(REPLACE_IF_PRESENT)
+                .arg(1)
+                .arg(&hash)
+                .arg(key.hex())
+                .arg(value),
+            "EVAL",
         )
         .await;
     Some(true)
 }
+
+/// HSET only when the field is still there: an item dropped (or a hash
+/// expired) between the read and the write is not brought back, so no hash
+/// ever lives without its expiry. One key: Redis Cluster safe.
+const REPLACE_IF_PRESENT: &str = "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then \
+     return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end return -1";
 
 #[cfg(test)]
 mod tests {

@@ -4,7 +4,7 @@
 # win?" while working on the request path. Full figures: bench/load.sh.
 #
 #   A=/tmp/reprise-before B=target/release/reprise ./bench/ab.sh
-#   A=target/release/reprise B_ENV=TOKIO_WORKER_THREADS=1 ./bench/ab.sh   # B defaults to target/release/reprise
+#   A=target/release/reprise B_ENV=REPRISE__SERVER__RUNTIME=multi ./bench/ab.sh   # B defaults to target/release/reprise
 #
 # Per round, alternating: memory-tier hits (wrk -t2 -c32) on A, B and nginx
 # returning the same bytes; misses at one connection (latency) straight to

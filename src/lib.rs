@@ -41,6 +41,7 @@ pub mod percpu;
 pub mod pipeline;
 pub mod providers;
 pub mod render;
+pub mod runtime;
 pub mod semantic;
 pub mod server;
 pub mod state;
@@ -78,6 +79,11 @@ pub enum RunError {
     Semantic(String),
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 /// The router for a given state.
@@ -153,8 +159,21 @@ pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), RunError> {
-    config.validate()?;
     let addr = listener.local_addr()?;
+    let (state, connection_limits) = start(config, addr)?;
+    tracing::info!(%addr, "reprise listening on {addr}");
+    limits::connections::serve(listener, app(state), connection_limits, shutdown).await;
+    tracing::info!("reprise stopped");
+    Ok(())
+}
+
+/// Validates the config, builds the state and starts the background tasks
+/// (metrics upkeep, watermark sync, fleet stats) on the current runtime.
+pub(crate) fn start(
+    config: Config,
+    addr: std::net::SocketAddr,
+) -> Result<(Arc<AppState>, limits::connections::ConnectionLimits), RunError> {
+    config.validate()?;
     config.check_exposure(addr)?;
     crate::telemetry::spawn_upkeep();
     let connection_limits = limits::connections::ConnectionLimits {
@@ -164,8 +183,5 @@ pub async fn run(
     let state = Arc::new(AppState::new(config)?);
     admin::sync::spawn(&state);
     admin::fleet::spawn(&state);
-    tracing::info!(%addr, "reprise listening on {addr}");
-    limits::connections::serve(listener, app(state), connection_limits, shutdown).await;
-    tracing::info!("reprise stopped");
-    Ok(())
+    Ok((state, connection_limits))
 }

@@ -5,7 +5,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use reprise::Config;
-use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -70,32 +69,13 @@ fn main() -> ExitCode {
     if let Some(listen) = cli.listen {
         config.server.listen = listen;
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
+    match reprise::runtime::serve(config, shutdown_signal()) {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("reprise: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
+            eprintln!("reprise: {e}");
+            ExitCode::FAILURE
         }
-    };
-    runtime.block_on(async move {
-        let listener = match TcpListener::bind(&config.server.listen).await {
-            Ok(l) => l,
-            Err(e) => {
-                eprintln!("reprise: cannot listen on {}: {e}", config.server.listen);
-                return ExitCode::FAILURE;
-            }
-        };
-        match reprise::run(listener, config, shutdown_signal()).await {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("reprise: {e}");
-                ExitCode::FAILURE
-            }
-        }
-    })
+    }
 }
 
 fn profile(args: &reprise::cli::profile::ProfileArgs, config: &Config) -> ExitCode {

@@ -19,6 +19,32 @@ pub fn client(connect_timeout: Duration) -> Result<reqwest::Client, reqwest::Err
         .build()
 }
 
+thread_local! {
+    /// This worker's own client in the per-core layout (`runtime.rs`): its
+    /// pooled connections are driven by this thread's runtime, so a call
+    /// never wakes another thread. Unset in the multi-thread layout.
+    static THREAD_CLIENT: std::cell::OnceCell<reqwest::Client> =
+        const { std::cell::OnceCell::new() };
+}
+
+/// Gives the calling thread its own upstream client (per-core layout).
+pub fn use_thread_client(connect_timeout: Duration) -> Result<(), reqwest::Error> {
+    let own = client(connect_timeout)?;
+    THREAD_CLIENT.with(|cell| {
+        let _ = cell.set(own);
+    });
+    Ok(())
+}
+
+/// A request on this thread's own client if it has one, else on `shared`.
+fn request_on(
+    shared: &reqwest::Client,
+    method: Method,
+    url: impl reqwest::IntoUrl,
+) -> reqwest::RequestBuilder {
+    THREAD_CLIENT.with(|own| own.get().unwrap_or(shared).request(method, url))
+}
+
 /// The end of the time allowed for one upstream call.
 #[derive(Debug, Clone, Copy)]
 pub struct Deadline {
@@ -61,13 +87,13 @@ pub async fn send(
 pub async fn send_to(
     client: &reqwest::Client,
     provider: &Provider,
-    url: String,
+    url: impl reqwest::IntoUrl,
     method: Method,
     headers: HeaderMap,
     body: Option<Bytes>,
     deadline: Deadline,
 ) -> Result<reqwest::Response, ProxyError> {
-    let mut request = client.request(method, url).headers(headers);
+    let mut request = request_on(client, method, url).headers(headers);
     if let Some(body) = body {
         request = request.body(body);
     }

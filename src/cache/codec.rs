@@ -295,24 +295,43 @@ pub fn decode(bytes: &[u8]) -> Option<Entry> {
 /// sealed value needs sealing on (and the right key); a plaintext value needs
 /// it off, so turning encryption on never serves what was stored in clear.
 pub fn decode_for(bytes: &[u8], key: &CacheKey, sealing: &Sealing) -> Result<Entry, Undecodable> {
+    decode_inner(bytes, None, key, sealing)
+}
+
+/// [`decode_for`] of a value the caller hands over (a Redis reply): the
+/// body and the kept request are slices of it, not copies. Only the small
+/// header (counted in `Entry::weight` anyway) stays alive with them.
+pub fn decode_owned(bytes: Bytes, key: &CacheKey, sealing: &Sealing) -> Result<Entry, Undecodable> {
+    decode_inner(&bytes, Some(&bytes), key, sealing)
+}
+
+/// `owner`, when given, holds exactly `bytes`: parts are sliced from it.
+fn decode_inner(
+    bytes: &[u8],
+    owner: Option<&Bytes>,
+    key: &CacheKey,
+    sealing: &Sealing,
+) -> Result<Entry, Undecodable> {
     let h = header(bytes).ok_or(Undecodable::Corrupt)?;
     let payload = bytes.get(h.body_at..).ok_or(Undecodable::Corrupt)?;
-    let opened;
-    let payload: &[u8] = match (h.meta.sealed, sealing.is_on()) {
-        (false, false) => payload,
+    let opened: Bytes;
+    let (payload, owner): (&[u8], Option<&Bytes>) = match (h.meta.sealed, sealing.is_on()) {
+        (false, false) => (payload, owner),
         (true, true) => {
-            opened = sealing.open(&key.0, payload).ok_or(Undecodable::Unopened)?;
-            &opened
+            // A fresh buffer: slice the parts from it too.
+            opened = Bytes::from(sealing.open(&key.0, payload).ok_or(Undecodable::Unopened)?);
+            (&opened, Some(&opened))
         }
         _ => return Err(Undecodable::Unopened),
     };
+    let part = |p: &[u8]| owner.map_or_else(|| Bytes::copy_from_slice(p), |o| o.slice_ref(p));
     let (request, raw_body) = split_payload(payload).ok_or(Undecodable::Corrupt)?;
     let body = if h.flags & FLAG_LZ4 != 0 {
         Bytes::from(
             lz4_flex::decompress_size_prepended(raw_body).map_err(|_| Undecodable::Corrupt)?,
         )
     } else {
-        Bytes::copy_from_slice(raw_body)
+        part(raw_body)
     };
     let Meta {
         written_at_ms,
@@ -338,22 +357,19 @@ pub fn decode_for(bytes: &[u8], key: &CacheKey, sealing: &Sealing) -> Result<Ent
         total_tokens: h.total_tokens,
         usage: h.usage,
         origin,
-        request,
+        request: request.map(part),
         derived: Default::default(),
     })
 }
 
 /// The kept request and the (possibly compressed) body of a payload.
-fn split_payload(payload: &[u8]) -> Option<(Option<Bytes>, &[u8])> {
+fn split_payload(payload: &[u8]) -> Option<(Option<&[u8]>, &[u8])> {
     let len = u32::from_le_bytes(payload.get(..4)?.try_into().ok()?);
     if len == u32::MAX {
         return Some((None, payload.get(4..)?));
     }
     let end = 4usize.checked_add(len as usize)?;
-    Some((
-        Some(Bytes::copy_from_slice(payload.get(4..end)?)),
-        payload.get(end..)?,
-    ))
+    Some((Some(payload.get(4..end)?), payload.get(end..)?))
 }
 
 #[cfg(test)]
@@ -442,6 +458,46 @@ mod tests {
         let n = bad_lz4.len();
         bad_lz4.truncate(n - 10);
         assert!(decode(&bad_lz4).is_none());
+    }
+
+    /// Whether `part` points into `owner`'s buffer (shared, not copied).
+    fn within(part: &Bytes, owner: &Bytes) -> bool {
+        let range = owner.as_ptr_range();
+        part.is_empty() || range.contains(&part.as_ptr())
+    }
+
+    #[test]
+    fn an_owned_value_decodes_to_slices_of_itself_and_equals_the_copying_decode() {
+        let key = CacheKey([3; 32]);
+        let off = Sealer::off().shared();
+        let tenant = Sealer::per_tenant(SECRET).tenant("sk-alice");
+        let kept = Some(Bytes::from_static(br#"{"model":"m","messages":[]}"#));
+        for (body, compress_min) in [
+            (b"{\"a\":1}".to_vec(), 0),
+            (br#"{"content":"repeat repeat"}"#.repeat(500), 64),
+        ] {
+            let e = entry(body, Ttl::Forever).with_request(kept.clone());
+            for sealing in [&off, &tenant] {
+                let value = encode_for(&e, compress_min, &key, sealing).unwrap();
+                let copied = decode_for(&value, &key, sealing).unwrap();
+                let owned = decode_owned(value.clone(), &key, sealing).unwrap();
+                assert_eq!(owned.body, copied.body);
+                assert_eq!(owned.body, e.body);
+                assert_eq!(owned.request, e.request);
+                assert_eq!(owned.usage, copied.usage);
+                assert_eq!(owned.origin, copied.origin);
+                let plain_clear = !sealing.is_on() && compress_min == 0;
+                if plain_clear {
+                    assert!(within(&owned.body, &value), "no copy of the body");
+                    assert!(within(owned.request.as_ref().unwrap(), &value));
+                }
+            }
+        }
+        // Damaged owned values are misses, never panics.
+        let value = encode(&entry(b"{}".to_vec(), Ttl::Forever), 0);
+        for cut in 0..value.len() {
+            let _ = decode_owned(value.slice(..cut), &key, &off);
+        }
     }
 
     const SECRET: &[u8] = b"a server secret of at least 32 bytes";

@@ -119,8 +119,9 @@ impl RedisTier {
     /// openable with `sealing`, Redis down). `key` is the cache key the value
     /// is stored under (a sealed value is bound to it).
     pub async fn get(&self, redis_key: &str, key: &CacheKey, sealing: &Sealing) -> Option<Entry> {
-        let bytes = self.get_raw(redis_key).await?;
-        match codec::decode_for(&bytes, key, sealing) {
+        // The reply's buffer becomes the entry's: no second copy of the body.
+        let bytes = bytes::Bytes::from(self.get_raw(redis_key).await?);
+        match codec::decode_owned(bytes, key, sealing) {
             Ok(entry) => Some(entry),
             Err(Undecodable::Corrupt) => {
                 metrics::counter!("reprise_redis_corrupt_entries_total").increment(1);

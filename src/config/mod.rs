@@ -28,7 +28,7 @@ pub use providers::{
     AliasStrategy, HealthConfig, ModelAlias, PromptCacheField, ProviderConfig, ProviderKind,
     ReplicaStrategy, RoutingConfig,
 };
-pub use server::{AdminConfig, ServerConfig};
+pub use server::{AdminConfig, RuntimeLayout, ServerConfig, MAX_WORKERS};
 
 use providers::{default_anthropic_version, default_max_tokens};
 

@@ -68,6 +68,22 @@ pub struct ServerConfig {
     /// provider keys and no caller keys (anyone reaching the port spends
     /// those keys). Off: reprise refuses to start in that case.
     pub allow_open_proxy: bool,
+    /// Thread layout: `per-core` (one single-threaded runtime per worker,
+    /// each with its own listener and upstream client) or `multi` (one
+    /// work-stealing runtime). See `runtime.rs`.
+    pub runtime: RuntimeLayout,
+    /// Worker threads; 0 = one per available core.
+    pub workers: usize,
+}
+
+/// Largest `server.workers`.
+pub const MAX_WORKERS: usize = 1024;
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuntimeLayout {
+    Multi,
+    PerCore,
 }
 
 impl Default for ServerConfig {
@@ -82,6 +98,8 @@ impl Default for ServerConfig {
             admin_keys_env: None,
             metrics_keys_env: None,
             allow_open_proxy: false,
+            runtime: RuntimeLayout::PerCore,
+            workers: 0,
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::{invalid, Config, ConfigError};
+use super::{invalid, Config, ConfigError, MAX_WORKERS};
 
 /// A rule's refresh-ahead settings that cannot work: (field, message).
 fn refresh_problem(rule: &crate::cache::mode::CacheRule) -> Option<(&'static str, String)> {
@@ -49,6 +49,12 @@ impl Config {
         }
         if self.server.connect_timeout.is_zero() {
             return Err(invalid("server.connect_timeout", "must be greater than 0"));
+        }
+        if self.server.workers > MAX_WORKERS {
+            return Err(invalid(
+                "server.workers",
+                format!("must be at most {MAX_WORKERS} (0 = one per available core)"),
+            ));
         }
         if self.admin.watermark_poll.is_zero() || self.admin.watermark_poll > Duration::from_secs(1)
         {

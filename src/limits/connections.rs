@@ -37,13 +37,26 @@ pub async fn serve(
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    serve_sharing(listener, app, limits, slots, shutdown).await;
+}
+
+/// [`serve`] with the connection budget (`slots`, `max_connections`
+/// permits) shared with other accept loops: the per-core layout runs one
+/// loop per worker, and the limit stays one limit for the process.
+pub async fn serve_sharing(
+    listener: TcpListener,
+    app: Router,
+    limits: ConnectionLimits,
+    slots: Arc<Semaphore>,
+    shutdown: impl Future<Output = ()>,
+) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
     loop {
         let accepted = tokio::select! {

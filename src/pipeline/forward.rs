@@ -57,17 +57,36 @@ pub async fn send(request: &Request, deadline: Deadline) -> Result<Sent, ProxyEr
         let (headers, body) = (headers.clone(), body.clone());
         async move {
             let in_flight = InFlight::begin(provider, pick.index);
-            let url = provider.url_at(pick.index, path);
-            let sent = upstream::send_to(
-                &state.client,
-                provider,
-                url,
-                Method::POST,
-                headers,
-                Some(body),
-                deadline,
-            )
-            .await;
+            let parsed = provider
+                .replicas
+                .get(pick.index)
+                .and_then(|r| r.api_url(path));
+            let sent = match parsed {
+                Some(url) => {
+                    upstream::send_to(
+                        &state.client,
+                        provider,
+                        url,
+                        Method::POST,
+                        headers,
+                        Some(body),
+                        deadline,
+                    )
+                    .await
+                }
+                None => {
+                    upstream::send_to(
+                        &state.client,
+                        provider,
+                        provider.url_at(pick.index, path),
+                        Method::POST,
+                        headers,
+                        Some(body),
+                        deadline,
+                    )
+                    .await
+                }
+            };
             let verdict = match &sent {
                 Ok(r) => routing::judge_status(r.status(), r.headers(), routing.retry_after_bound),
                 Err(e) => routing::judge_error(e),

@@ -131,3 +131,19 @@ fn exclusion_and_all_ejected() {
     assert_ne!(other.index, p.index);
     assert!(r.claim_probes().is_empty(), "back-off of an hour not over");
 }
+
+#[test]
+fn api_urls_are_parsed_once_and_equal_the_joined_string() {
+    let r = Replicas::new(
+        &["http://vllm-0:8000/v1/"],
+        ReplicaStrategy::RoundRobin,
+        1.25,
+        POLICY,
+    );
+    let replica = r.get(0).unwrap();
+    for path in API_PATHS {
+        let parsed = replica.api_url(path).unwrap();
+        assert_eq!(parsed.as_str(), format!("http://vllm-0:8000/v1{path}"));
+    }
+    assert!(replica.api_url("/models").is_none(), "only the API paths");
+}

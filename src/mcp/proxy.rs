@@ -90,17 +90,21 @@ pub async fn handle(
         let body = (method != Method::GET && !body.is_empty()).then_some(body);
         return forward(&mcp, &server, method, up_headers, body, None, None).await;
     }
-    let Some(env) = Envelope::parse(&body).filter(Envelope::is_request) else {
-        return forward(
+    // Whatever is not answered from the cache goes to the server as sent.
+    let pass_through = |id: Option<Box<RawValue>>| {
+        let body = Some(body.clone());
+        forward(
             &mcp,
             &server,
-            method,
-            up_headers,
-            Some(body.clone()),
-            None,
+            method.clone(),
+            up_headers.clone(),
+            body,
+            id,
             None,
         )
-        .await;
+    };
+    let Some(env) = Envelope::parse(&body).filter(Envelope::is_request) else {
+        return pass_through(None).await;
     };
     let rpc_method = env.method.as_deref().unwrap_or_default();
     let id: Option<Box<RawValue>> = env.id.map(ToOwned::to_owned);
@@ -122,32 +126,12 @@ pub async fn handle(
             .await;
     }
     let Some(kind) = CacheType::for_method(rpc_method) else {
-        return forward(
-            &mcp,
-            &server,
-            method,
-            up_headers,
-            Some(body.clone()),
-            id,
-            None,
-        )
-        .await;
+        return pass_through(id).await;
     };
     let params = match env.params.map(|p| Json::parse(p.get().as_bytes())) {
         Some(Ok(p)) => Some(p),
         None => None,
-        Some(Err(_)) => {
-            return forward(
-                &mcp,
-                &server,
-                method,
-                up_headers,
-                Some(body.clone()),
-                id,
-                None,
-            )
-            .await
-        }
+        Some(Err(_)) => return pass_through(id).await,
     };
     let tool = match (&kind, &params) {
         (CacheType::Call, Some(p)) => p.get("name").and_then(Json::as_str),
@@ -170,16 +154,7 @@ pub async fn handle(
                 error: false,
             },
         );
-        return forward(
-            &mcp,
-            &server,
-            method,
-            up_headers,
-            Some(body.clone()),
-            id,
-            None,
-        )
-        .await;
+        return pass_through(id).await;
     };
 
     let protocol_version = headers

@@ -5,8 +5,8 @@
 
 mod common;
 
-use common::{config_for, Mock, Proxy, Reply};
-use reprise::config::{Config, ProviderConfig, ProviderKind};
+use common::{Mock, Proxy, Reply};
+use reprise::config::Config;
 use serde_json::{json, Value};
 
 const MESSAGES: &str = "/v1/messages";
@@ -14,44 +14,20 @@ const CHAT: &str = "/v1/chat/completions";
 
 /// `claude-*` to the mock's Anthropic route, everything else to its OpenAI one.
 fn config(mock: &Mock) -> Config {
-    let mut config = config_for(&mock.url);
-    config.providers.insert(
-        0,
-        ProviderConfig::new(
-            "claude",
-            ProviderKind::Anthropic,
-            &format!("{}/v1", mock.url),
-            &["claude-*"],
-        ),
-    );
-    config
+    common::claude_config(&mock.url)
 }
 
+/// `/v1/messages` with `anthropic-version: 2023-06-01` and `headers`.
 async fn messages(proxy: &Proxy, body: &Value, headers: &[(&str, &str)]) -> Reply {
-    let mut req = proxy
-        .http
-        .post(format!("{}{MESSAGES}", proxy.url))
-        .header("x-api-key", "sk-ant-test")
-        .header("anthropic-version", "2023-06-01")
-        .body(body.to_string());
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    Reply::from(req.send().await.unwrap()).await
+    let mut with = vec![("anthropic-version", "2023-06-01")];
+    with.extend_from_slice(headers);
+    proxy.messages(body, &with).await
 }
 
 async fn wait_messages_cached(proxy: &Proxy, body: &Value) {
-    for _ in 0..500 {
-        if messages(proxy, body, &[("cache-control", "only-if-cached")])
-            .await
-            .status
-            == 200
-        {
-            return;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
-    }
-    panic!("never cached");
+    proxy
+        .wait_messages_cached(body, &[("anthropic-version", "2023-06-01")])
+        .await;
 }
 
 fn claude(tag: &str) -> Value {

@@ -113,15 +113,7 @@ async fn direct_get(proxy: &Proxy, body: &Value, auth: &str) -> u16 {
 /// `reprise_cache_unopened_entries_total` as `proxy`'s /metrics shows it
 /// (the recorder is process-wide: compare before and after).
 async fn unopened(proxy: &Proxy) -> f64 {
-    let text = proxy
-        .http
-        .get(format!("{}/metrics", proxy.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = proxy.metrics().await;
     text.lines()
         .find(|l| l.starts_with("reprise_cache_unopened_entries_total"))
         .and_then(|l| l.split_whitespace().last())

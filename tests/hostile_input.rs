@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use common::redis::RedisServer;
 use common::{chat_body, config_for, Mock, Proxy, Reply};
-use reprise::config::{Backend, Config, ProviderConfig, ProviderKind};
+use reprise::config::{Backend, Config};
 use serde_json::{json, Value};
 
 const CHAT: &str = "/v1/chat/completions";
@@ -106,42 +106,15 @@ async fn absurd_ttls_never_open_the_redis_breaker() {
 }
 
 fn with_claude(mock: &Mock) -> Config {
-    let mut config = config_for(&mock.url);
-    config.providers.insert(
-        0,
-        ProviderConfig::new(
-            "claude",
-            ProviderKind::Anthropic,
-            &format!("{}/v1", mock.url),
-            &["claude-*"],
-        ),
-    );
-    config
+    common::claude_config(&mock.url)
 }
 
 async fn messages(proxy: &Proxy, body: &Value, headers: &[(&str, &str)]) -> Reply {
-    let mut req = proxy
-        .http
-        .post(format!("{}/v1/messages", proxy.url))
-        .header("x-api-key", "sk-ant-test")
-        .body(body.to_string());
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    Reply::from(req.send().await.unwrap()).await
+    proxy.messages(body, headers).await
 }
 
-/// Waits on the write event (only-if-cached), never on a sleep for timing.
 async fn wait_messages_cached(proxy: &Proxy, body: &Value, headers: &[(&str, &str)]) {
-    let mut with = headers.to_vec();
-    with.push(("cache-control", "only-if-cached"));
-    for _ in 0..500 {
-        if messages(proxy, body, &with).await.status == 200 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-    panic!("never cached");
+    proxy.wait_messages_cached(body, headers).await;
 }
 
 /// Forwarded headers that change the answer are part of the key: the same

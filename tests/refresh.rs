@@ -111,15 +111,7 @@ async fn a_hot_entry_is_refreshed_before_it_expires_and_never_misses() {
         "refresh spend is counted: {s}"
     );
 
-    let metrics = proxy
-        .http
-        .get(format!("{}/metrics", proxy.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = proxy.metrics().await;
     // The recorder is process-wide: other tests' refreshes count too.
     let refreshed = metrics
         .lines()

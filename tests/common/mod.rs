@@ -109,6 +109,22 @@ impl Mock {
     }
 }
 
+/// A config routing `claude-*` to the mock's Anthropic route and every other
+/// model to its OpenAI one.
+pub fn claude_config(mock_url: &str) -> Config {
+    let mut config = config_for(mock_url);
+    config.providers.insert(
+        0,
+        ProviderConfig::new(
+            "claude",
+            ProviderKind::Anthropic,
+            &format!("{mock_url}/v1"),
+            &["claude-*"],
+        ),
+    );
+    config
+}
+
 /// A config routing every model to the mock.
 pub fn config_for(mock_url: &str) -> Config {
     let mut config = Config {
@@ -166,6 +182,56 @@ impl Proxy {
             .post(format!("{}{path}", self.url))
             .header("authorization", authorization)
             .header("content-type", "application/json")
+    }
+
+    /// GET `path` with the default key.
+    pub fn get(&self, path: &str) -> reqwest::RequestBuilder {
+        self.http
+            .get(format!("{}{path}", self.url))
+            .header("authorization", "Bearer sk-test-a")
+    }
+
+    /// GET `path` with the default key, buffered.
+    pub async fn get_reply(&self, path: &str) -> Reply {
+        Reply::from(self.get(path).send().await.unwrap()).await
+    }
+
+    /// The Prometheus text of `/metrics` (loopback peers may read it).
+    pub async fn metrics(&self) -> String {
+        let r = self
+            .http
+            .get(format!("{}/metrics", self.url))
+            .send()
+            .await
+            .unwrap();
+        r.text().await.unwrap()
+    }
+
+    /// POSTs a body to `/v1/messages` with an Anthropic-style key and `headers`.
+    pub async fn messages(&self, body: &Value, headers: &[(&str, &str)]) -> Reply {
+        let mut req = self
+            .http
+            .post(format!("{}/v1/messages", self.url))
+            .header("x-api-key", "sk-ant-test")
+            .body(body.to_string());
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        Reply::from(req.send().await.unwrap()).await
+    }
+
+    /// Waits (bounded) until `/v1/messages` with `body` and `headers` is
+    /// readable from the cache (`only-if-cached`), instead of sleeping.
+    pub async fn wait_messages_cached(&self, body: &Value, headers: &[(&str, &str)]) {
+        let mut with = headers.to_vec();
+        with.push(("cache-control", "only-if-cached"));
+        for _ in 0..500 {
+            if self.messages(body, &with).await.status == 200 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        panic!("never cached");
     }
 
     /// POSTs a JSON body to `/v1/chat/completions` with the default key.

@@ -24,6 +24,11 @@ pub enum ProxyError {
         "reprise is at its limit of {limit} requests in flight; retry after {retry_after_secs} s"
     )]
     Overloaded { limit: usize, retry_after_secs: u64 },
+    /// `limits.max_mcp_streams` long-lived MCP GET streams are open.
+    #[error(
+        "reprise holds its limit of {limit} open MCP streams; retry after {retry_after_secs} s"
+    )]
+    McpStreamsFull { limit: usize, retry_after_secs: u64 },
     /// Authenticated, but not allowed (an admin-only operation, `/metrics`).
     #[error("{0}")]
     Forbidden(String),
@@ -55,7 +60,9 @@ impl ProxyError {
             ProxyError::Forbidden(_) => StatusCode::FORBIDDEN,
             ProxyError::ModelNotFound(_) => StatusCode::NOT_FOUND,
             ProxyError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
-            ProxyError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ProxyError::Overloaded { .. } | ProxyError::McpStreamsFull { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ProxyError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ProxyError::UpstreamConnect { .. } | ProxyError::UpstreamBroken { .. } => {
                 StatusCode::BAD_GATEWAY
@@ -71,7 +78,9 @@ impl ProxyError {
             ProxyError::BadRequest { code, .. } => ("invalid_request_error", *code),
             ProxyError::Unauthorized(_) => ("invalid_request_error", Some("invalid_api_key")),
             ProxyError::RequestTimeout { .. } => ("invalid_request_error", Some("request_timeout")),
-            ProxyError::Overloaded { .. } => ("server_error", Some("overloaded")),
+            ProxyError::Overloaded { .. } | ProxyError::McpStreamsFull { .. } => {
+                ("server_error", Some("overloaded"))
+            }
             ProxyError::ModelNotFound(_) => ("invalid_request_error", Some("model_not_found")),
             ProxyError::Forbidden(_) => ("permission_error", Some("insufficient_permissions")),
             ProxyError::PayloadTooLarge { .. } => {
@@ -128,6 +137,9 @@ impl ProxyError {
     fn add_headers(&self, response: &mut Response) {
         match self {
             ProxyError::Overloaded {
+                retry_after_secs, ..
+            }
+            | ProxyError::McpStreamsFull {
                 retry_after_secs, ..
             } => {
                 response

@@ -9,7 +9,8 @@
 //! 2. `DefaultBodyLimit` — the routes' own body extractor cap;
 //! 3. `limits::requests::shed` — `limits.max_in_flight` requests (streams
 //!    until their last byte); one more gets 503 + `Retry-After`
-//!    (`/health`, `/ready`, `/metrics` are exempt);
+//!    (`/health`, `/ready`, `/metrics` are exempt; MCP GET streams count
+//!    against `limits.max_mcp_streams` instead);
 //! 4. per route group:
 //!    - API routes (`api` in [`app`]: completions, messages, embeddings,
 //!      batch, models, `/v1/cache/*` admin and operator routes, `/mcp/*`):
@@ -93,7 +94,11 @@ pub fn app(state: Arc<AppState>) -> Router {
         timeout: limits.body_read_timeout,
         limit,
     };
-    let in_flight = limits::requests::InFlight::new(limits.max_in_flight, limits.shed_retry_after);
+    let in_flight = limits::requests::InFlight::new(
+        limits.max_in_flight,
+        limits.max_mcp_streams,
+        limits.shed_retry_after,
+    );
     // Routes that need a caller credential: authenticated before the body
     // is read (layers run bottom-up: the last added runs first).
     let api = Router::new()

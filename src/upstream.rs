@@ -143,6 +143,33 @@ pub async fn read_body(
     }
 }
 
+/// A 2xx answer on a JSON endpoint must be JSON: anything else (an HTML page
+/// from a gateway in front of the provider, plain text) is refused with a 502
+/// rather than passed on as a success, and so is never stored. Checked by a
+/// validating parse that builds nothing (microseconds for a usual answer).
+pub fn require_json(
+    provider: &Provider,
+    status: axum::http::StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), ProxyError> {
+    if !status.is_success() || serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok() {
+        return Ok(());
+    }
+    let content_type = headers
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("none");
+    Err(ProxyError::UpstreamBroken {
+        provider: provider.name.clone(),
+        detail: format!(
+            "upstream returned a non-JSON answer (HTTP {}, content-type {})",
+            status.as_u16(),
+            crate::telemetry::clip(content_type)
+        ),
+    })
+}
+
 fn timeout_error(provider: &Provider, timeout: Duration) -> ProxyError {
     ProxyError::UpstreamTimeout {
         provider: provider.name.clone(),

@@ -1,6 +1,6 @@
 //! Fault suite (issue 11): a provider that resets mid-body, stalls
-//! mid-stream or answers garbage, and a Redis paused with SIGSTOP and
-//! resumed. Each time the client gets a clear error or a correct answer
+//! mid-stream or answers garbage (a non-JSON 2xx: 502), and a Redis paused
+//! with SIGSTOP and resumed. Each time the client gets a clear error or a correct answer
 //! within a bound, and nothing partial is stored (the follow-up is a miss / `only-if-cached` is a 504).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -54,21 +54,109 @@ async fn upstream_reset_mid_body_is_a_clear_error_and_not_stored() {
     nothing_stored(&proxy, &mock, &body).await;
 }
 
+/// A 2xx whose body is not JSON is a 502 naming the problem, never stored.
+fn assert_non_json_502(what: &str, reply: &common::Reply) {
+    assert_eq!(
+        reply.status,
+        502,
+        "{what}: {}",
+        String::from_utf8_lossy(&reply.bytes)
+    );
+    let error = &reply.json()["error"];
+    assert_eq!(error["type"], "upstream_error", "{what}");
+    let message = error["message"].as_str().unwrap();
+    assert!(message.contains("non-JSON answer"), "{what}: {message}");
+    assert_ne!(reply.cache_status(), "hit", "{what}");
+}
+
 #[tokio::test]
-async fn upstream_garbage_is_never_stored() {
+async fn upstream_garbage_is_a_502_and_never_stored() {
     let mock = Mock::start().await;
     let proxy = Proxy::start(config_for(&mock.url)).await;
     let mut body = chat_body("garbage");
     body["model"] = "mock-garbage".into();
     let reply = bounded("garbage", proxy.chat(&body)).await;
-    // Today the provider's bytes pass through as sent (never a fabricated
-    // answer); what matters here is that they are never stored.
-    let text = String::from_utf8_lossy(&reply.bytes);
-    let clear_error = reply.status == 502 && text.contains("upstream_error");
-    let passed_through = text.contains("502 Bad Gateway (not JSON)");
-    assert!(clear_error || passed_through, "{}: {text}", reply.status);
-    assert_ne!(reply.cache_status(), "hit");
+    assert_non_json_502("chat", &reply);
     nothing_stored(&proxy, &mock, &body).await;
+
+    // A stream request answered with a non-SSE, non-JSON 2xx: the same.
+    let mut streamed = chat_body("garbage-stream");
+    streamed["model"] = "mock-garbage".into();
+    streamed["stream"] = true.into();
+    let reply = bounded("garbage stream", proxy.chat(&streamed)).await;
+    assert_non_json_502("chat stream", &reply);
+
+    let embedding = serde_json::json!({"model": "mock-garbage", "input": "garbage"});
+    let reply = bounded(
+        "garbage embeddings",
+        common::Reply::from(
+            proxy
+                .post("/v1/embeddings")
+                .body(embedding.to_string())
+                .send()
+                .await
+                .unwrap(),
+        ),
+    )
+    .await;
+    assert_non_json_502("embeddings", &reply);
+    let cached = proxy
+        .post("/v1/embeddings")
+        .header("cache-control", "only-if-cached")
+        .body(embedding.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cached.status(), 504, "a non-JSON embedding was stored");
+}
+
+#[tokio::test]
+async fn anthropic_garbage_is_an_anthropic_shaped_502_and_never_stored() {
+    use reprise::config::{ProviderConfig, ProviderKind};
+    let mock = Mock::start().await;
+    let mut config = config_for(&mock.url);
+    config.providers = vec![ProviderConfig::new(
+        "claude",
+        ProviderKind::Anthropic,
+        &format!("{}/v1", mock.url),
+        &["*"],
+    )];
+    config.routing.default_provider = Some("claude".into());
+    let proxy = Proxy::start(config).await;
+    let body = serde_json::json!({
+        "model": "mock-garbage",
+        "max_tokens": 64,
+        "messages": [{"role": "user", "content": "garbage"}],
+    });
+    let send = |extra: Option<(&'static str, &'static str)>| {
+        let mut req = proxy
+            .post("/v1/messages")
+            .header("anthropic-version", "2023-06-01")
+            .body(body.to_string());
+        if let Some((k, v)) = extra {
+            req = req.header(k, v);
+        }
+        async move { common::Reply::from(req.send().await.unwrap()).await }
+    };
+    let reply = bounded("anthropic garbage", send(None)).await;
+    assert_eq!(
+        reply.status,
+        502,
+        "{}",
+        String::from_utf8_lossy(&reply.bytes)
+    );
+    let json = reply.json();
+    assert_eq!(json["type"], "error");
+    assert_eq!(json["error"]["type"], "api_error");
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("non-JSON answer"),
+        "{json}"
+    );
+    let cached = send(Some(("cache-control", "only-if-cached"))).await;
+    assert_eq!(cached.status, 504, "a non-JSON answer was stored");
 }
 
 #[tokio::test]

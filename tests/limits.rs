@@ -198,3 +198,79 @@ async fn a_saturated_proxy_sheds_with_503_and_retry_after() {
     }
     panic!("the in-flight slot was never released");
 }
+
+/// An MCP server whose every answer is a session's server-to-client stream:
+/// an SSE head and one comment, then open and silent until the test ends.
+async fn listening_mcp_server() -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/mcp", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let mut buf = vec![0u8; 16 * 1024];
+            let _ = socket.read(&mut buf).await;
+            let _ = socket
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n\r\n: open\n\n")
+                .await;
+            held.push(socket);
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn idle_mcp_streams_have_their_own_bound_and_shed_no_traffic() {
+    let mock = Mock::start().await;
+    let mut config = config_for(&mock.url);
+    config.limits.max_in_flight = 2;
+    config.limits.max_mcp_streams = 2;
+    config.limits.shed_retry_after = Duration::from_secs(3);
+    config.mcp.servers.insert(
+        "listen".into(),
+        serde_json::from_value(serde_json::json!({"url": listening_mcp_server().await})).unwrap(),
+    );
+    let proxy = Proxy::start(config).await;
+    let open = || {
+        proxy
+            .http
+            .get(format!("{}/mcp/listen", proxy.url))
+            .header("authorization", "Bearer sk-test-a")
+            .header("accept", "text/event-stream")
+            .send()
+    };
+    // Two listeners: each response head arrived, so each holds its slot.
+    let first = tokio::time::timeout(BOUND, open()).await.unwrap().unwrap();
+    let second = tokio::time::timeout(BOUND, open()).await.unwrap().unwrap();
+    assert_eq!(
+        (first.status().as_u16(), second.status().as_u16()),
+        (200, 200)
+    );
+
+    // Model traffic is not shed by them (max_in_flight = 2 is all free)...
+    for i in 0..3 {
+        let reply = proxy.chat(&chat_body(&format!("beside-mcp-{i}"))).await;
+        assert_eq!(
+            reply.status, 200,
+            "request {i} was shed by idle MCP streams"
+        );
+    }
+    // ...and a third listener is over its own bound.
+    let third = tokio::time::timeout(BOUND, open()).await.unwrap().unwrap();
+    assert_eq!(third.status(), 503);
+    assert_eq!(third.headers()["retry-after"], "3");
+    let body: serde_json::Value = serde_json::from_slice(&third.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "overloaded");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("2 open MCP streams"), "{message}");
+
+    // A listener going away frees its slot.
+    drop(first);
+    for _ in 0..2000 {
+        let again = tokio::time::timeout(BOUND, open()).await.unwrap().unwrap();
+        if again.status() == 200 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    panic!("the MCP stream slot was never released");
+}

@@ -18,19 +18,24 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use super::{count_refusal, render};
 use crate::error::ProxyError;
 
-/// The in-flight budget shared by every request.
+/// The in-flight budget shared by every request, and the separate one of
+/// long-lived MCP GET streams.
 #[derive(Clone)]
 pub struct InFlight {
     slots: Arc<Semaphore>,
     limit: usize,
+    mcp_streams: Arc<Semaphore>,
+    mcp_limit: usize,
     retry_after_secs: u64,
 }
 
 impl InFlight {
-    pub fn new(limit: usize, retry_after: Duration) -> Self {
+    pub fn new(limit: usize, mcp_limit: usize, retry_after: Duration) -> Self {
         InFlight {
             slots: Arc::new(Semaphore::new(limit)),
             limit,
+            mcp_streams: Arc::new(Semaphore::new(mcp_limit)),
+            mcp_limit,
             // Retry-After is whole seconds; never advertise 0.
             retry_after_secs: retry_after.as_secs().max(1),
         }
@@ -42,18 +47,37 @@ fn exempt(path: &str) -> bool {
     matches!(path, "/health" | "/ready" | "/metrics")
 }
 
+/// An MCP session's GET stream (server-to-client messages): it stays open,
+/// mostly idle, for the whole session, so it is bounded by
+/// `max_mcp_streams` instead of taking an in-flight slot from real traffic.
+fn is_mcp_stream(request: &Request) -> bool {
+    request.method() == axum::http::Method::GET && request.uri().path().starts_with("/mcp/")
+}
+
 /// Answers 503 + `Retry-After` when `max_in_flight` requests are being
-/// handled. A request holds its slot until its response body ends (a stream
-/// until its last byte, or until the client goes away).
+/// handled (or `max_mcp_streams` MCP GET streams are open). A request holds
+/// its slot until its response body ends (a stream until its last byte, or
+/// until the client goes away).
 pub async fn shed(State(flight): State<InFlight>, request: Request, next: Next) -> Response {
     if exempt(request.uri().path()) {
         return next.run(request).await;
     }
-    let Ok(permit) = flight.slots.clone().try_acquire_owned() else {
-        count_refusal("max_in_flight");
-        let error = ProxyError::Overloaded {
-            limit: flight.limit,
-            retry_after_secs: flight.retry_after_secs,
+    let (slots, limit) = match is_mcp_stream(&request) {
+        true => (&flight.mcp_streams, "max_mcp_streams"),
+        false => (&flight.slots, "max_in_flight"),
+    };
+    let Ok(permit) = slots.clone().try_acquire_owned() else {
+        count_refusal(limit);
+        let retry_after_secs = flight.retry_after_secs;
+        let error = match is_mcp_stream(&request) {
+            true => ProxyError::McpStreamsFull {
+                limit: flight.mcp_limit,
+                retry_after_secs,
+            },
+            false => ProxyError::Overloaded {
+                limit: flight.limit,
+                retry_after_secs,
+            },
         };
         return render(request.uri().path(), error);
     };

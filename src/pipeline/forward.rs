@@ -148,6 +148,7 @@ pub async fn json(request: &Request) -> Result<Reply, ProxyError> {
     )
     .await?;
     drop(in_flight);
+    upstream::require_json(&request.provider, status, &headers, &body)?;
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

@@ -83,6 +83,16 @@ pub async fn lead(
             state.config.limits.max_response_bytes,
         )
         .await?;
+        // A provider that ignored `stream` may answer JSON; anything else is a 502.
+        if let Err(e) = upstream::require_json(&request.provider, upstream_status, &headers, &body)
+        {
+            fail_flight(
+                guard,
+                e.status().as_u16(),
+                Bytes::from(e.body().to_string()),
+            );
+            return Err(e);
+        }
         fail_flight(guard, upstream_status.as_u16(), body.clone());
         let record = Record {
             status: Some(status),

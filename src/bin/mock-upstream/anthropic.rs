@@ -25,7 +25,8 @@
 //!   `mock-error-429` (429 `rate_limit_error`, `retry-after: 1`), `mock-error-400`
 //!   (400 `invalid_request_error`), `mock-slow` (sleeps `--slow-ms`),
 //!   `mock-cut-stream` (JSON cut in half; a stream is cut before `message_stop`),
-//!   `mock-stream-error` (a stream sends an `error` event after two text deltas).
+//!   `mock-stream-error` (a stream sends an `error` event after two text deltas),
+//!   `mock-garbage` (200 `text/html`, a gateway's error page: not JSON, not SSE).
 //! - `stream: true`: Anthropic SSE, `event: NAME\ndata: JSON\n\n` — `message_start`,
 //!   per block `content_block_start` (a `ping` after the first), deltas (`text_delta`
 //!   per word, `thinking_delta`/`signature_delta`, `input_json_delta` in 3 fragments
@@ -251,6 +252,16 @@ async fn prelude(
             return Err(resp);
         }
         "mock-error-400" => return Err(invalid("mock invalid request")),
+        "mock-garbage" => {
+            let mut resp = (
+                StatusCode::OK,
+                "<html><body>502 Bad Gateway (not JSON)</body></html>",
+            )
+                .into_response();
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html"));
+            return Err(resp);
+        }
         "mock-slow" => {
             openai::delay(state.config.slow).await;
             Failure::None

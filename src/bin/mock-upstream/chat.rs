@@ -68,6 +68,12 @@ pub async fn handle(State(state): State<Shared>, headers: HeaderMap, raw: Bytes)
             choice.content = Some(text.clone());
         }
     }
+    let pad = openai::padding(&headers);
+    if !pad.is_empty() {
+        for content in answer.choices.iter_mut().filter_map(|c| c.content.as_mut()) {
+            content.push_str(&pad);
+        }
+    }
     if req.model.starts_with("deepseek") {
         crate::anthropic::deepseek_usage(&state.prompt_cache, &req.body, &mut answer.usage);
     } else if state.config.prefix_cache {
@@ -75,6 +81,9 @@ pub async fn handle(State(state): State<Shared>, headers: HeaderMap, raw: Bytes)
     }
     let streaming = req.body.get("stream").and_then(Value::as_bool) == Some(true);
     if !streaming {
+        if req.stall {
+            return stream::stalled_response("application/json", json_half(&render(&answer)));
+        }
         return openai::json_response(&render(&answer), req.cut);
     }
     let include_usage = req
@@ -84,13 +93,29 @@ pub async fn handle(State(state): State<Shared>, headers: HeaderMap, raw: Bytes)
         .and_then(Value::as_bool)
         == Some(true);
     let delay = state.config.chunk_delay;
-    if req.cut {
+    if req.stall {
+        let mut events = stream::events(&answer, include_usage);
+        // Drop the finish chunk and `[DONE]` (and the usage chunk): an unfinished stream.
+        events.truncate(
+            events
+                .len()
+                .saturating_sub(if include_usage { 3 } else { 2 }),
+        );
+        stream::stalled_response(stream::SSE, events)
+    } else if req.cut {
         let events = stream::cut_events(&answer, include_usage);
         stream::paced_response(stream::SSE, events, delay, true)
     } else {
         let events = stream::events(&answer, include_usage);
         stream::paced_response(stream::SSE, events, delay, false)
     }
+}
+
+/// The first half of `value`'s JSON bytes.
+fn json_half(value: &Value) -> Vec<Bytes> {
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    let half = bytes.len() / 2;
+    vec![Bytes::from(bytes).slice(..half)]
 }
 
 pub fn unix_now() -> u64 {

@@ -9,6 +9,12 @@
 //! - `mock-cut-stream` → the body is cut mid-way and the connection aborted
 //! - `mock-garbage` → 200 `application/json` whose body is not JSON (an HTML
 //!   error page from a misbehaving gateway)
+//! - `mock-stall-stream` → a stream sends its events but the finish chunk and
+//!   `[DONE]`, then stays open and silent (a JSON answer: its first half)
+//!
+//! `x-mock-pad-bytes: N` (at most [`MAX_PAD_BYTES`]) makes answers about N bytes
+//! larger: filler words appended to every choice's content (and to the garbage
+//! page), so tests can push large bodies through reprise.
 
 use std::time::Duration;
 
@@ -25,6 +31,12 @@ use crate::{chat, embeddings, stream, Shared};
 
 /// Per-request override of `--latency-ms`.
 pub const LATENCY_HEADER: &str = "x-mock-latency-ms";
+
+/// Per-request padding of the answer, in bytes.
+pub const PAD_HEADER: &str = "x-mock-pad-bytes";
+
+/// Upper bound on the padding, so a typo cannot make the mock allocate without bound.
+pub const MAX_PAD_BYTES: usize = 64 * 1024 * 1024;
 
 /// Models listed by `GET /v1/models`.
 const MODELS: [&str; 6] = [
@@ -92,6 +104,24 @@ pub fn latency(headers: &HeaderMap, default: Duration) -> Duration {
         .map_or(default, Duration::from_millis)
 }
 
+/// `x-mock-pad-bytes` as filler text: 1 KiB words separated by spaces (so a
+/// stream carries it as many ordinary-sized content deltas), empty when absent.
+pub fn padding(headers: &HeaderMap) -> String {
+    const WORD: usize = 1024;
+    let bytes = headers
+        .get(PAD_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0)
+        .min(MAX_PAD_BYTES);
+    let mut pad = String::with_capacity(bytes + WORD);
+    while pad.len() < bytes {
+        pad.push(' ');
+        pad.extend(std::iter::repeat_n('x', WORD - 1));
+    }
+    pad
+}
+
 pub async fn delay(d: Duration) {
     if !d.is_zero() {
         tokio::time::sleep(d).await;
@@ -104,6 +134,8 @@ pub struct Request {
     pub model: String,
     /// `mock-cut-stream`: cut the response body mid-way.
     pub cut: bool,
+    /// `mock-stall-stream`: stop before the end and keep the connection open.
+    pub stall: bool,
 }
 
 /// Shared start of every POST handler: record the call, wait the latency, parse the
@@ -182,11 +214,11 @@ pub async fn prelude(
             Err(resp)
         }
         "mock-garbage" => {
-            let mut resp = (
-                StatusCode::OK,
-                "<html><body>502 Bad Gateway (not JSON)</body></html>",
-            )
-                .into_response();
+            let page = format!(
+                "<html><body>502 Bad Gateway (not JSON){}</body></html>",
+                padding(headers)
+            );
+            let mut resp = (StatusCode::OK, page).into_response();
             resp.headers_mut().insert(
                 header::CONTENT_TYPE,
                 header::HeaderValue::from_static("application/json"),
@@ -206,17 +238,26 @@ pub async fn prelude(
                 body,
                 model,
                 cut: false,
+                stall: false,
             })
         }
         "mock-cut-stream" => Ok(Request {
             body,
             model,
             cut: true,
+            stall: false,
+        }),
+        "mock-stall-stream" => Ok(Request {
+            body,
+            model,
+            cut: false,
+            stall: true,
         }),
         _ => Ok(Request {
             body,
             model,
             cut: false,
+            stall: false,
         }),
     }
 }

@@ -178,6 +178,19 @@ pub fn paced_response(
     resp
 }
 
+/// A 200 response that sends `chunks`, then stays open and silent until the
+/// client goes away (a provider stalled mid-answer).
+pub fn stalled_response(content_type: &'static str, chunks: Vec<Bytes>) -> Response {
+    use futures_util::StreamExt;
+    let sent = futures_util::stream::iter(chunks.into_iter().map(Ok::<_, io::Error>));
+    let mut resp = Response::new(Body::from_stream(
+        sent.chain(futures_util::stream::pending()),
+    ));
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    resp
+}
+
 struct Pacer {
     chunks: std::vec::IntoIter<Bytes>,
     started: bool,

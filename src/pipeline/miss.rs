@@ -190,8 +190,10 @@ pub async fn forward_and_store(
             });
         }
         // The Redis write and the semantic index (an embedding) stay off the
-        // response path.
-        if storable || lock.is_some() {
+        // response path. Memory only and no semantic tier: nothing is left to
+        // do, and no task is spawned for it.
+        let background = storable && (state.tiers.redis.is_some() || remember.is_some());
+        if background || lock.is_some() {
             tokio::spawn(async move {
                 if let (Some(entry), Some(key), true) = (entry, key, storable) {
                     let expire = entry.remaining();

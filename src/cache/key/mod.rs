@@ -24,8 +24,6 @@
 
 mod canonical;
 mod fields;
-#[cfg(test)]
-mod tests;
 
 use sha2::{Digest, Sha256};
 
@@ -206,3 +204,6 @@ pub fn canonical_digest(tag: &str, value: &Json<'_>) -> [u8; 32] {
     enc.value(value);
     enc.hasher.finalize().into()
 }
+
+#[cfg(test)]
+mod tests;

@@ -87,10 +87,18 @@ pub fn serve(
 
 /// `n` listening sockets on one address with `SO_REUSEPORT` (port 0: the
 /// port the first one got). Non-blocking, ready for `TcpListener::from_std`.
+///
+/// A port another process already listens on is refused ("address in
+/// use"), as a plain bind would: `SO_REUSEPORT` alone would let a second
+/// reprise (same user) join the first one's port and take half its
+/// connections.
 pub fn bind_shared_port(listen: &str, n: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
     let mut addr: SocketAddr = listen
         .parse()
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    if addr.port() != 0 {
+        ensure_port_is_free(addr)?;
+    }
     let mut listeners = Vec::with_capacity(n.max(1));
     for _ in 0..n.max(1) {
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
@@ -104,6 +112,19 @@ pub fn bind_shared_port(listen: &str, n: usize) -> std::io::Result<Vec<std::net:
         listeners.push(listener);
     }
     Ok(listeners)
+}
+
+/// Fails with `AddrInUse` when something listens on `addr`: a socket
+/// without `SO_REUSEPORT` cannot share a port with a listener. It keeps
+/// `SO_REUSEADDR` (as the real sockets do) so a restart over connections
+/// still in TIME_WAIT is not refused. Two instances starting at the same
+/// instant could both pass; that race is the kernel's to close, not ours.
+fn ensure_port_is_free(addr: SocketAddr) -> std::io::Result<()> {
+    let probe = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    probe.set_reuse_address(true)?;
+    probe.bind(&addr.into())?;
+    // Dropped here, before the shared sockets bind.
+    Ok(())
 }
 
 /// The per-core layout on already-bound listeners (one worker each; see

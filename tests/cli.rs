@@ -58,10 +58,11 @@ async fn missing_config_file_is_refused() {
     assert_eq!(out.status.code(), Some(2));
 }
 
-#[tokio::test]
-async fn env_overrides_and_no_file_defaults_start_and_serve() {
+/// Starts `reprise` with no config file on `listen`; returns the child and
+/// the address from its "listening on" line.
+async fn start_serving(listen: &str) -> (tokio::process::Child, String) {
     let mut child = reprise()
-        .env("REPRISE__SERVER__LISTEN", "127.0.0.1:0")
+        .env("REPRISE__SERVER__LISTEN", listen)
         .env_remove("REPRISE_CONFIG")
         .stderr(Stdio::piped())
         .spawn()
@@ -77,7 +78,41 @@ async fn env_overrides_and_no_file_defaults_start_and_serve() {
     })
     .await
     .unwrap();
+    // Keep draining stderr so the child never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    (child, addr)
+}
+
+#[tokio::test]
+async fn env_overrides_and_no_file_defaults_start_and_serve() {
+    let (mut child, addr) = start_serving("127.0.0.1:0").await;
     let health = reqwest::get(format!("http://{addr}/health")).await.unwrap();
     assert_eq!(health.status(), 200);
     child.kill().await.unwrap();
+}
+
+/// The default (per-core) layout binds with SO_REUSEPORT; a second instance
+/// on the same port must still be refused, not silently take half the
+/// first one's connections.
+#[tokio::test]
+async fn a_second_instance_on_a_taken_port_is_refused() {
+    let (mut first, addr) = start_serving("127.0.0.1:0").await;
+    let second = reprise()
+        .env("REPRISE__SERVER__LISTEN", &addr)
+        .env_remove("REPRISE_CONFIG")
+        .output();
+    let second = tokio::time::timeout(Duration::from_secs(20), second)
+        .await
+        .expect("the second instance exits instead of serving")
+        .unwrap();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(stderr.contains(&addr), "names the address: {stderr}");
+    assert!(
+        stderr.to_lowercase().contains("in use"),
+        "says why: {stderr}"
+    );
+    let health = reqwest::get(format!("http://{addr}/health")).await.unwrap();
+    assert_eq!(health.status(), 200, "the first instance still serves");
+    first.kill().await.unwrap();
 }

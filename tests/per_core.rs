@@ -167,6 +167,18 @@ async fn the_connection_limit_is_one_budget_across_workers() {
 }
 
 #[test]
+fn a_port_with_a_listener_is_refused_even_with_reuseport() {
+    let first = reprise::runtime::bind_shared_port("127.0.0.1:0", WORKERS).unwrap();
+    let addr = first[0].local_addr().unwrap().to_string();
+    let err = reprise::runtime::bind_shared_port(&addr, WORKERS).unwrap_err();
+    assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse);
+    drop(first);
+    // Free again once the first listeners close.
+    let again = reprise::runtime::bind_shared_port(&addr, WORKERS).unwrap();
+    assert_eq!(again.len(), WORKERS);
+}
+
+#[test]
 fn a_layout_with_no_listener_is_an_error_not_a_hang() {
     let config = Config::default();
     let result = reprise::runtime::run_per_core(Vec::new(), config, async {});

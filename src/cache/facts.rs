@@ -13,12 +13,14 @@
 //! The memo is keyed by the full body bytes (compared on lookup, hashed with
 //! a keyed SipHash: no collisions, no hash flooding), holds bodies up to
 //! [`MAX_BODY`] in exact-size copies, and is bounded by [`MEMO_BYTES`] with
-//! moka's TinyLFU admission, so one-off bodies do not evict hot ones.
+//! quick_cache's S3-FIFO admission (a body must be seen again to stay), so
+//! one-off bodies do not evict hot ones.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
-use moka::future::Cache;
+use quick_cache::sync::{Cache, DefaultLifecycle};
+use quick_cache::{OptionsBuilder, Weighter};
 
 use crate::cache::key::{body_digest, BodyDigest, EndpointKind};
 use crate::cache::policy::Directives;
@@ -29,7 +31,7 @@ use crate::json::Json;
 pub const MEMO_BYTES: u64 = 8 * 1024 * 1024;
 /// Bigger bodies are not remembered (they would crowd out many small ones).
 pub const MAX_BODY: usize = 256 * 1024;
-/// Per-entry bookkeeping on top of the body bytes (facts, moka's nodes).
+/// Per-entry bookkeeping on top of the body bytes (facts, the cache's slot).
 const ENTRY_OVERHEAD: usize = 320;
 
 /// The request-side facts of one validated body.
@@ -73,24 +75,54 @@ impl BodyFacts {
     }
 }
 
+type MemoKey = (EndpointKind, Bytes);
+
 /// Facts of recently seen bodies, by endpoint and exact bytes.
 pub struct BodyMemo {
-    cache: Cache<(EndpointKind, Bytes), Arc<BodyFacts>>,
+    cache: Cache<MemoKey, Arc<BodyFacts>, MemoWeight, std::hash::RandomState>,
+}
+
+/// A memo entry weighs its body, its model name and [`ENTRY_OVERHEAD`].
+#[derive(Clone)]
+struct MemoWeight;
+
+impl Weighter<MemoKey, Arc<BodyFacts>> for MemoWeight {
+    fn weight(&self, (_, body): &MemoKey, facts: &Arc<BodyFacts>) -> u64 {
+        (body.len() + facts.model.len() + ENTRY_OVERHEAD) as u64
+    }
 }
 
 impl Default for BodyMemo {
     fn default() -> Self {
-        BodyMemo {
-            cache: Cache::builder()
-                .max_capacity(MEMO_BYTES)
-                .weigher(
-                    |(_, body): &(EndpointKind, Bytes), facts: &Arc<BodyFacts>| {
-                        let weight = body.len() + facts.model.len() + ENTRY_OVERHEAD;
-                        u32::try_from(weight).unwrap_or(u32::MAX)
-                    },
-                )
-                .build(),
-        }
+        // Shards of at least 4 × MAX_BODY, so the biggest remembered body fits.
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let shards = (cores * 4)
+            .next_power_of_two()
+            .min((MEMO_BYTES / (4 * MAX_BODY as u64)) as usize)
+            .max(1);
+        let options = OptionsBuilder::new()
+            .shards(shards)
+            .weight_capacity(MEMO_BYTES)
+            .estimated_items_capacity((MEMO_BYTES / 2048) as usize)
+            .build();
+        // The keyed SipHash of std's RandomState: the bytes are the caller's,
+        // so no hash flooding.
+        let cache = match options {
+            Ok(options) => Cache::with_options(
+                options,
+                MemoWeight,
+                std::hash::RandomState::new(),
+                DefaultLifecycle::default(),
+            ),
+            Err(_) => Cache::with(
+                1,
+                MEMO_BYTES,
+                MemoWeight,
+                std::hash::RandomState::new(),
+                DefaultLifecycle::default(),
+            ),
+        };
+        BodyMemo { cache }
     }
 }
 
@@ -99,7 +131,7 @@ impl BodyMemo {
         if body.len() > MAX_BODY {
             return None;
         }
-        self.cache.get(&(kind, body.clone())).await
+        self.cache.get(&(kind, body.clone()))
     }
 
     /// Remembers `facts` for these bytes (copied: the request's buffer may be
@@ -107,8 +139,7 @@ impl BodyMemo {
     pub async fn insert(&self, kind: EndpointKind, body: &[u8], facts: Arc<BodyFacts>) {
         if body.len() <= MAX_BODY {
             self.cache
-                .insert((kind, Bytes::copy_from_slice(body)), facts)
-                .await;
+                .insert((kind, Bytes::copy_from_slice(body)), facts);
         }
     }
 }

@@ -1,22 +1,34 @@
 //! L1: the in-process tier, bounded by bytes, with per-entry TTL.
 //!
-//! moka evicts by weight (body bytes) and reclaims entries once TTL + stale
-//! grace have passed; freshness itself is decided by `Entry::is_fresh` on read
-//! (tokio clock), so a read never mistakes an expired entry for a fresh one
-//! even before moka's housekeeping runs.
+//! quick_cache (S3-FIFO, sharded, no background work) evicts by weight (body
+//! bytes). Freshness is decided by `Entry::is_fresh` on read (tokio clock);
+//! an entry past TTL + stale grace is dropped when it is next read, swept by
+//! a purge, or evicted like any cold entry: it stops being read, so it is
+//! among the first to go, and the byte bound holds throughout.
+//!
+//! Each shard holds `max_bytes / shards`; an entry heavier than a shard is
+//! not admitted (it stays in L2, if any). Shards are sized to at least
+//! [`MIN_SHARD_BYTES`] (or all of L1 when smaller) so ordinary answers always
+//! fit.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant as StdInstant};
+use std::time::Duration;
 
-use moka::future::Cache;
-use moka::Expiry;
+use quick_cache::sync::{Cache, DefaultLifecycle};
+use quick_cache::{DefaultHashBuilder, OptionsBuilder, Weighter};
 
 use super::entry::Entry;
 use super::key::CacheKey;
 
+/// The smallest shard (bytes): bounds the largest entry L1 admits.
+pub const MIN_SHARD_BYTES: u64 = 16 * 1024 * 1024;
+/// Expected bytes per entry, for the shard count only (nothing is
+/// preallocated from it).
+const TYPICAL_ENTRY_BYTES: u64 = 4 * 1024;
+
 #[derive(Clone)]
 pub struct MemoryTier {
-    cache: Cache<CacheKey, Slot>,
+    cache: Arc<Cache<CacheKey, Slot, SlotWeight, DefaultHashBuilder>>,
     grace: Duration,
 }
 
@@ -28,57 +40,72 @@ struct Slot {
     namespace: Arc<str>,
 }
 
-/// Entries are reclaimed once TTL + stale grace have passed.
-struct EntryExpiry {
-    grace: Duration,
+/// A slot weighs its body bytes and its namespace.
+#[derive(Clone)]
+struct SlotWeight;
+
+impl Weighter<CacheKey, Slot> for SlotWeight {
+    fn weight(&self, _: &CacheKey, slot: &Slot) -> u64 {
+        // Never 0: a zero-weight item would never be evicted.
+        (u64::from(slot.entry.weight()) + slot.namespace.len() as u64).max(1)
+    }
 }
 
-impl Expiry<CacheKey, Slot> for EntryExpiry {
-    fn expire_after_create(&self, _: &CacheKey, slot: &Slot, _: StdInstant) -> Option<Duration> {
-        slot.entry.keep_for(self.grace)
+/// Shards for `max_bytes` on this machine: quick_cache's default (4 per
+/// core), halved until each shard holds at least [`MIN_SHARD_BYTES`].
+fn shard_count(max_bytes: u64) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut shards = (cores * 4).next_power_of_two();
+    while shards > 1 && max_bytes / (shards as u64) < MIN_SHARD_BYTES {
+        shards /= 2;
     }
-
-    fn expire_after_update(
-        &self,
-        _: &CacheKey,
-        slot: &Slot,
-        _: StdInstant,
-        _: Option<Duration>,
-    ) -> Option<Duration> {
-        slot.entry.keep_for(self.grace)
-    }
+    shards
 }
 
 impl MemoryTier {
     /// `grace`: how long past its TTL an entry is kept for stale-if-error.
     pub fn new(max_bytes: u64, grace: Duration) -> Self {
-        let cache = Cache::builder()
-            .max_capacity(max_bytes)
-            .weigher(|_: &CacheKey, s: &Slot| {
-                s.entry
-                    .weight()
-                    .saturating_add(u32::try_from(s.namespace.len()).unwrap_or(u32::MAX))
-            })
-            .expire_after(EntryExpiry { grace })
+        let shards = shard_count(max_bytes);
+        let options = OptionsBuilder::new()
+            .shards(shards)
+            .weight_capacity(max_bytes)
+            .estimated_items_capacity(
+                usize::try_from(max_bytes / TYPICAL_ENTRY_BYTES)
+                    .unwrap_or(usize::MAX)
+                    .max(32 * shards),
+            )
             .build();
-        MemoryTier { cache, grace }
+        let cache = match options {
+            Ok(options) => Cache::with_options(
+                options,
+                SlotWeight,
+                DefaultHashBuilder::default(),
+                DefaultLifecycle::default(),
+            ),
+            // Only reachable with a zero capacity, which config validation refuses.
+            Err(_) => Cache::with_weighter(1, max_bytes, SlotWeight),
+        };
+        MemoryTier {
+            cache: Arc::new(cache),
+            grace,
+        }
     }
 
     /// The entry if it is fresh or still within the stale grace (the caller
     /// checks `is_fresh`); a dead one is dropped on the way.
     pub async fn get(&self, key: &CacheKey) -> Option<Arc<Entry>> {
-        let entry = self.cache.get(key).await?.entry;
+        let entry = self.cache.get(key)?.entry;
         if entry.is_servable_stale(self.grace) {
             Some(entry)
         } else {
-            self.cache.invalidate(key).await;
+            self.cache.remove(key);
             None
         }
     }
 
     pub async fn insert(&self, key: CacheKey, namespace: &str, entry: Arc<Entry>) {
         let namespace = Arc::from(namespace);
-        self.cache.insert(key, Slot { entry, namespace }).await;
+        self.cache.insert(key, Slot { entry, namespace });
     }
 
     /// A snapshot of the live entries (fresh ones only), with their
@@ -87,33 +114,34 @@ impl MemoryTier {
         self.cache
             .iter()
             .filter(|(_, slot)| slot.entry.is_fresh())
-            .map(|(key, slot)| (*key, slot.namespace, slot.entry))
+            .map(|(key, slot)| (key, slot.namespace, slot.entry))
             .collect()
     }
 
     pub async fn remove(&self, key: &CacheKey) {
-        self.cache.invalidate(key).await;
+        self.cache.remove(key);
     }
 
-    /// Drops every entry `doomed` picks (purges); returns how many. Walks the
-    /// whole tier: purges are rare, hits never pay for this.
+    /// Drops every entry `doomed` picks (purges) and every entry past its
+    /// stale grace; returns how many `doomed` picked. Walks the whole tier
+    /// one shard at a time: purges are rare, hits never pay for this.
     pub async fn sweep(&self, doomed: impl Fn(&CacheKey, &Entry) -> bool) -> u64 {
-        let keys: Vec<CacheKey> = self
-            .cache
-            .iter()
-            .filter(|(k, s)| doomed(k, &s.entry))
-            .map(|(k, _)| *k)
-            .collect();
-        for key in &keys {
-            self.cache.invalidate(key).await;
-        }
-        keys.len() as u64
+        let picked = std::cell::Cell::new(0u64);
+        let grace = self.grace;
+        self.cache.retain(|key, slot| {
+            if doomed(key, &slot.entry) {
+                picked.set(picked.get() + 1);
+                false
+            } else {
+                slot.entry.is_servable_stale(grace)
+            }
+        });
+        picked.get()
     }
 
-    /// (entries, weighted bytes), after pending housekeeping.
+    /// (entries, weighted bytes).
     pub async fn usage(&self) -> (u64, u64) {
-        self.cache.run_pending_tasks().await;
-        (self.cache.entry_count(), self.cache.weighted_size())
+        (self.cache.len() as u64, self.cache.weight())
     }
 }
 

@@ -26,8 +26,8 @@ pub struct Record {
     pub error: bool,
     /// Provider time a cached answer saved (the original call's latency).
     pub latency_saved_ms: u64,
-    /// The answer's raw `usage` JSON, when known (read by traces only).
-    pub usage: Option<bytes::Bytes>,
+    /// The answer's token counts, when known (read by traces only).
+    pub tokens: Option<crate::cost::TokenCounts>,
     /// Verified semantic mode: forwarded to check a candidate (a miss).
     pub semantic_explored: bool,
     /// Verified semantic mode: a semantic hit its entry's history allowed.

@@ -15,7 +15,7 @@ pub mod usage;
 use serde::Serialize;
 
 pub use pricing::{ModelPrice, ModelPriceOverride, Pricing, PricingConfig, PricingError};
-pub use usage::{normalize, openai_usage_fields, NormalizedUsage};
+pub use usage::{normalize, openai_usage_fields, NormalizedUsage, TokenCounts};
 
 /// `routing_metadata.cost`. `cache_savings_percent` (0–100) is present only
 /// when the savings are positive.

@@ -23,6 +23,25 @@ pub struct NormalizedUsage {
     pub cache_creation_tokens: Option<u64>,
 }
 
+/// The token counts a trace line records (`pipeline::traced`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct TokenCounts {
+    pub prompt: u64,
+    /// Prompt tokens the provider's prompt cache served.
+    pub cached: u64,
+    pub completion: u64,
+}
+
+impl NormalizedUsage {
+    pub fn counts(&self) -> TokenCounts {
+        TokenCounts {
+            prompt: self.prompt_tokens,
+            cached: self.cached_tokens.unwrap_or(self.cache_read),
+            completion: self.output,
+        }
+    }
+}
+
 fn count(obj: &Map<String, Value>, key: &str) -> Option<u64> {
     let v = obj.get(key)?;
     v.as_u64().or_else(|| {

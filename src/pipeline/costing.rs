@@ -80,9 +80,17 @@ pub fn hit_record(
         tokens_saved: tokens,
         latency_saved_ms: entry.origin.upstream_ms.unwrap_or(0),
         usd_saved_cache: saved,
-        usage: entry.usage.clone(),
+        tokens: token_counts(entry),
         ..Record::default()
     }
+}
+
+/// An entry's token counts, parsed from its stored usage once per entry.
+fn token_counts(entry: &Entry) -> Option<cost::TokenCounts> {
+    *entry.derived.token_counts.get_or_init(|| {
+        let usage: Value = serde_json::from_slice(entry.usage.as_deref()?).ok()?;
+        Some(cost::normalize(&usage)?.counts())
+    })
 }
 
 /// The stats record of a miss that reached the provider.

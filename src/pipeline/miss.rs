@@ -244,10 +244,10 @@ pub async fn forward_and_store(
     let mut record = costing::miss_record(status, cost.as_ref());
     record.would_hit = observed.would_hit;
     record.would_save_usd = observed.would_save_usd;
-    record.usage = usage
+    record.tokens = usage_value
         .as_ref()
-        .and_then(|u| u.as_ref())
-        .map(|r| Bytes::copy_from_slice(r.get().as_bytes()));
+        .and_then(crate::cost::normalize)
+        .map(|u| u.counts());
     Ok(Answer {
         response: render::response(reply.status, headers, Body::from(body), None),
         record,

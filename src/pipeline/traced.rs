@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use super::facts::BodyFacts;
 use super::Request;
 use crate::cache::key::{scoped_key, KeyScope};
-use crate::cost::Cost;
+use crate::cost::{Cost, TokenCounts};
 use crate::render::{CacheStatus, Tier};
 use crate::stats::Record;
 use crate::trace::line::{namespace_hash, TraceLine};
@@ -48,7 +48,8 @@ pub fn record(
     tokio::spawn(async move {
         // A dropped sender is a stream that never completed.
         if let Ok(end) = later.await {
-            fill_usage(&mut line, end.usage.as_ref());
+            let tokens = end.usage.as_ref().and_then(crate::cost::normalize);
+            fill_usage(&mut line, tokens.map(|u| u.counts()));
             if let Some(cost) = &end.cost {
                 line.usd = cost.usd;
             }
@@ -79,10 +80,6 @@ fn line(
         };
         scoped_key(&scope, &facts.digest)
     });
-    let usage = record
-        .usage
-        .as_deref()
-        .and_then(|u| serde_json::from_slice::<Value>(u).ok());
     let ttl = request.directives.write_ttl(request.default_ttl);
     let mut line = TraceLine {
         ts: crate::cache::entry::unix_ms_now() as f64 / 1000.0,
@@ -102,17 +99,17 @@ fn line(
         ttl_s: ttl.duration().map(|d| d.as_secs()),
         ..TraceLine::default()
     };
-    fill_usage(&mut line, usage.as_ref());
+    fill_usage(&mut line, record.tokens);
     Some(line)
 }
 
-fn fill_usage(line: &mut TraceLine, usage: Option<&Value>) {
-    let Some(u) = usage.and_then(crate::cost::normalize) else {
+fn fill_usage(line: &mut TraceLine, tokens: Option<TokenCounts>) {
+    let Some(t) = tokens else {
         return;
     };
-    line.prompt_tokens = u.prompt_tokens;
-    line.cached_tokens = u.cached_tokens.unwrap_or(u.cache_read);
-    line.completion_tokens = u.output;
+    line.prompt_tokens = t.prompt;
+    line.cached_tokens = t.cached;
+    line.completion_tokens = t.completion;
 }
 
 /// Milliseconds with microsecond precision.

@@ -55,6 +55,17 @@ pub struct BodyFacts {
 impl BodyFacts {
     /// Derives the facts of a parsed, validated body.
     pub fn derive(kind: EndpointKind, body: &Json<'_>) -> Result<Self, ProxyError> {
+        Self::derive_for(kind, body, true)
+    }
+
+    /// [`derive`](Self::derive), with the conversation opening's digest only
+    /// when `with_opening` (an instance without replicas or aliases never
+    /// reads it, and it is a second hash over most of the body).
+    pub fn derive_for(
+        kind: EndpointKind,
+        body: &Json<'_>,
+        with_opening: bool,
+    ) -> Result<Self, ProxyError> {
         Ok(BodyFacts {
             model: body
                 .get("model")
@@ -70,7 +81,11 @@ impl BodyFacts {
             has_extension: body.get("cache").is_some(),
             directives: Directives::from_body(body)?,
             digest: body_digest(kind, body),
-            opening: crate::providers::affinity::opening_digest(kind, body),
+            opening: if with_opening {
+                crate::providers::affinity::opening_digest(kind, body)
+            } else {
+                None
+            },
         })
     }
 }

@@ -83,6 +83,10 @@ impl Aliases {
     }
 
     /// Whether any alias learns from usage (else nothing is recorded).
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+
     pub fn learns(&self) -> bool {
         self.by_name
             .values()

@@ -232,6 +232,13 @@ impl Providers {
 
     /// Learns from an answer's usage at `provider`/`model` for a conversation
     /// opening (only when a `cache_economics` alias will ask).
+    /// Whether anything reads a request's conversation opening: replica
+    /// affinity (a provider with several replicas) or an alias choosing
+    /// among targets.
+    pub fn needs_opening(&self) -> bool {
+        !self.aliases.is_empty() || self.list.iter().any(|p| p.replicas.len() > 1)
+    }
+
     pub fn observe_usage(
         &self,
         provider: &str,

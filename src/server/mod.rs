@@ -55,7 +55,7 @@ pub async fn cached_route(
         None => {
             let derived = parse_object(&raw).and_then(|json| {
                 validate(&json)?;
-                BodyFacts::derive(kind, &json)
+                BodyFacts::derive_for(kind, &json, state.providers.needs_opening())
             });
             match derived {
                 Ok(facts) => {

@@ -16,6 +16,10 @@ pub struct Reply {
     pub headers: HeaderMap,
     pub body: Bytes,
     pub is_json: bool,
+    /// A 2xx body parsed as a JSON object: its raw `usage` (inner None: the
+    /// object has none). None: not a 2xx, or not a JSON object. One
+    /// validating parse serves the JSON check and the usage.
+    pub usage: Option<Option<Box<serde_json::value::RawValue>>>,
     /// Time spent waiting on the provider.
     pub elapsed: std::time::Duration,
 }
@@ -148,7 +152,15 @@ pub async fn json(request: &Request) -> Result<Reply, ProxyError> {
     )
     .await?;
     drop(in_flight);
-    upstream::require_json(&request.provider, status, &headers, &body)?;
+    let mut usage = if status.is_success() {
+        super::costing::raw_usage(&body)
+    } else {
+        None
+    };
+    if usage.is_none() {
+        // Not an object: still fine if it is JSON at all (else a 502).
+        upstream::require_json(&request.provider, status, &headers, &body)?;
+    }
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -158,12 +170,14 @@ pub async fn json(request: &Request) -> Result<Reply, ProxyError> {
             provider: request.provider.name.clone(),
             detail: "the Anthropic response could not be translated".into(),
         })?;
+        usage = super::costing::raw_usage(&body);
     }
     Ok(Reply {
         status,
         headers,
         body,
         is_json,
+        usage,
         elapsed: started.elapsed(),
     })
 }

@@ -75,7 +75,7 @@ pub async fn forward_and_store(
         }
     }
 
-    let reply = match forward::json(request).await {
+    let mut reply = match forward::json(request).await {
         Ok(reply) => reply,
         Err(e) => {
             metrics::counter!("reprise_upstream_errors_total", "kind" => error_kind(&e))
@@ -110,11 +110,7 @@ pub async fn forward_and_store(
     let ok_json = reply.status.is_success() && reply.is_json;
     let route = request.route.get();
     // Usage (validating the body on the way) and cost.
-    let usage = if ok_json {
-        costing::raw_usage(&reply.body)
-    } else {
-        None
-    };
+    let usage = if ok_json { reply.usage.take() } else { None };
     let usage_value: Option<Value> = usage
         .as_ref()
         .and_then(|u| u.as_ref())

@@ -209,7 +209,7 @@ async fn newer_shared(
 /// Calls the provider; the new entry and what it cost, or why not.
 async fn fetch(request: &Request, old: &Entry) -> Result<(Arc<Entry>, f64), &'static str> {
     let state = &request.state;
-    let reply = forward::json(request).await.map_err(|e| {
+    let mut reply = forward::json(request).await.map_err(|e| {
         let kind = match e {
             ProxyError::UpstreamTimeout { .. } => "timeout",
             ProxyError::UpstreamConnect { .. } => "connect",
@@ -227,7 +227,7 @@ async fn fetch(request: &Request, old: &Entry) -> Result<(Arc<Entry>, f64), &'st
         return Err("not_json");
     }
     // A complete JSON object (validated whole), or nothing is stored.
-    let usage = costing::raw_usage(&reply.body).ok_or("invalid_json")?;
+    let usage = reply.usage.take().ok_or("invalid_json")?;
     if reply.body.len() > state.config.cache.max_entry_bytes {
         metrics::counter!("reprise_cache_oversized_total").increment(1);
         return Err("oversized");

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::redis::RedisServer;
+use common::semantic::{cached_only, content, wait_semantic};
 use common::{config_for, Mock, Proxy, Reply};
 use reprise::config::{Backend, Config};
 use serde_json::{json, Value};
@@ -40,24 +41,6 @@ fn ask(text: &str) -> Value {
         {"role": "user", "content": text}]})
 }
 
-async fn cached_only(proxy: &Proxy, body: &Value, headers: &[(&str, &str)]) -> Reply {
-    let mut all = vec![("cache-control", "only-if-cached")];
-    all.extend_from_slice(headers);
-    proxy.chat_with(body, &all).await
-}
-
-/// Waits (bounded) until `body` is answered by the semantic tier.
-async fn wait_semantic(proxy: &Proxy, body: &Value, headers: &[(&str, &str)]) -> Reply {
-    for _ in 0..1000 {
-        let reply = cached_only(proxy, body, headers).await;
-        if reply.status == 200 {
-            return reply;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("no semantic hit for {body}");
-}
-
 /// Stores QUESTION (a miss) and waits until its vector answers PARAPHRASE.
 async fn seed(proxy: &Proxy) -> Reply {
     let first = proxy.chat(&ask(QUESTION)).await;
@@ -65,13 +48,6 @@ async fn seed(proxy: &Proxy) -> Reply {
     assert_eq!(first.cache_status(), "miss");
     wait_semantic(proxy, &ask(PARAPHRASE), &[]).await;
     first
-}
-
-fn content(reply: &Reply) -> String {
-    reply.json()["choices"][0]["message"]["content"]
-        .as_str()
-        .unwrap()
-        .to_owned()
 }
 
 #[tokio::test]

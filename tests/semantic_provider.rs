@@ -8,6 +8,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::semantic::{mock_answers, support_question as ask, wait_semantic, wait_settled};
 use common::{config_for, Mock, Proxy, Reply};
 use reprise::config::Config;
 use reprise::semantic::settings::EmbedderKind;
@@ -26,26 +27,6 @@ fn provider_config(mock: &Mock) -> Config {
     // Nothing local is needed: a directory that does not exist proves it.
     config.semantic.model_dir = Some("/nonexistent/model".into());
     config
-}
-
-fn ask(text: &str) -> Value {
-    json!({"model": "gpt-4o-mini", "temperature": 0, "messages": [
-        {"role": "system", "content": "You are a support bot."},
-        {"role": "user", "content": text}]})
-}
-
-/// Waits (bounded) until `body` is answered by the semantic tier.
-async fn wait_semantic(proxy: &Proxy, body: &Value) -> Reply {
-    for _ in 0..1000 {
-        let reply = proxy
-            .chat_with(body, &[("cache-control", "only-if-cached")])
-            .await;
-        if reply.status == 200 {
-            return reply;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("no semantic hit for {body}");
 }
 
 async fn stats(proxy: &Proxy) -> Value {
@@ -69,7 +50,7 @@ async fn provider_vectors_answer_paraphrases_and_embeddings_are_exact_cached() {
     let first = proxy.chat(&ask(QUESTION)).await;
     assert_eq!(first.status, 200);
     assert_eq!(first.cache_status(), "miss");
-    let hit = wait_semantic(&proxy, &ask(PARAPHRASE)).await;
+    let hit = wait_semantic(&proxy, &ask(PARAPHRASE), &[]).await;
     assert_eq!(hit.header("x-cache-tier"), Some("semantic"));
     assert_eq!(hit.header("x-cache-key"), first.header("x-cache-key"));
     let similarity: f64 = hit.header("x-cache-similarity").unwrap().parse().unwrap();
@@ -115,7 +96,7 @@ async fn a_failing_embedding_provider_fails_open() {
     assert_eq!(first.status, 200, "the chat request itself is unaffected");
     assert_eq!(first.cache_status(), "miss");
     // Storing the answer embeds again (the provider is back): paraphrases hit.
-    let hit = wait_semantic(&proxy, &ask(PARAPHRASE)).await;
+    let hit = wait_semantic(&proxy, &ask(PARAPHRASE), &[]).await;
     assert_eq!(hit.header("x-cache-key"), first.header("x-cache-key"));
     assert_eq!(mock.calls().await["chat"], 1);
     // The failed embedding was a real (counted) error, not a retry that worked.
@@ -142,31 +123,6 @@ async fn a_slow_embedding_provider_is_given_up_after_embed_timeout() {
         started.elapsed()
     );
     assert_eq!(mock.calls().await["chat"], 1);
-}
-
-/// Every later chat answer of the mock is `text`.
-async fn mock_answers(mock: &Mock, text: &str) {
-    let status = reqwest::Client::new()
-        .post(format!("{}/_mock/answer", mock.url))
-        .header("content-type", "application/json")
-        .body(json!({"content": text}).to_string())
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 200);
-}
-
-/// Waits (bounded) until `proxy` has settled `agreed` + `disagreed` comparisons.
-async fn wait_settled(proxy: &Proxy, agreed: u64, disagreed: u64) {
-    for _ in 0..1000 {
-        let verified = stats(proxy).await["semantic_verified"].clone();
-        if verified["agreed"] == agreed && verified["disagreed"] == disagreed {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("comparisons never reached {agreed}/{disagreed}");
 }
 
 #[tokio::test]

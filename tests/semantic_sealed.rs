@@ -12,10 +12,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::redis::RedisServer;
-use common::{config_for, Mock, Proxy, Reply};
+use common::semantic::{cached_only, support_question as ask, wait_semantic};
+use common::{config_for, Mock, Proxy};
 use reprise::cache::seal::Encryption;
 use reprise::config::{Backend, Config};
-use serde_json::{json, Value};
+use serde_json::json;
 
 const SECRET_VAR: &str = "REPRISE_TEST_SEMANTIC_SECRET";
 const OTHER_SECRET_VAR: &str = "REPRISE_TEST_SEMANTIC_OTHER";
@@ -37,33 +38,6 @@ fn sealed_config(mock: &Mock, redis: &RedisServer, secret_var: &str) -> Config {
         Some(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/all-MiniLM-L6-v2"));
     config.semantic.refresh = Duration::from_millis(50);
     config
-}
-
-fn ask(text: &str) -> Value {
-    json!({"model": "gpt-4o-mini", "temperature": 0, "messages": [
-        {"role": "system", "content": "You are a support bot."},
-        {"role": "user", "content": text}]})
-}
-
-async fn cached_only(proxy: &Proxy, body: &Value, auth: &str) -> Reply {
-    proxy
-        .chat_with(
-            body,
-            &[("cache-control", "only-if-cached"), ("authorization", auth)],
-        )
-        .await
-}
-
-/// Waits (bounded) until `body` is answered by the semantic tier.
-async fn wait_semantic(proxy: &Proxy, body: &Value) -> Reply {
-    for _ in 0..1000 {
-        let reply = cached_only(proxy, body, "Bearer sk-test-a").await;
-        if reply.status == 200 {
-            return reply;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!("no semantic hit for {body}");
 }
 
 /// Every field and value of every semantic hash in Redis, raw.
@@ -100,7 +74,12 @@ async fn shared_semantic_items_are_sealed_per_tenant() {
 
     // B (same secret, never saw the question) answers the paraphrase from
     // the sealed item it read from Redis.
-    let hit = wait_semantic(&b, &ask(PARAPHRASE)).await;
+    let hit = wait_semantic(
+        &b,
+        &ask(PARAPHRASE),
+        &[("authorization", "Bearer sk-test-a")],
+    )
+    .await;
     assert_eq!(hit.header("x-cache-tier"), Some("semantic"));
     assert_eq!(hit.header("x-cache-key"), Some(key.as_str()));
     assert_eq!(mock.chat_calls().await, 1);
@@ -118,11 +97,21 @@ async fn shared_semantic_items_are_sealed_per_tenant() {
     }
 
     // Another tenant on B: no semantic hit.
-    let other = cached_only(&b, &ask(PARAPHRASE), "Bearer sk-test-b").await;
+    let other = cached_only(
+        &b,
+        &ask(PARAPHRASE),
+        &[("authorization", "Bearer sk-test-b")],
+    )
+    .await;
     assert_eq!(other.status, 504);
     // An instance with another server secret cannot open the item.
     let c = Proxy::start(sealed_config(&mock, &redis, OTHER_SECRET_VAR)).await;
-    let foreign = cached_only(&c, &ask(PARAPHRASE), "Bearer sk-test-a").await;
+    let foreign = cached_only(
+        &c,
+        &ask(PARAPHRASE),
+        &[("authorization", "Bearer sk-test-a")],
+    )
+    .await;
     assert_eq!(foreign.status, 504);
 
     // Feedback rewrites the sealed item (read, change, seal again): still
@@ -139,9 +128,13 @@ async fn shared_semantic_items_are_sealed_per_tenant() {
         assert!(!contains(&h, MARKER));
     }
     for _ in 0..1000 {
-        if cached_only(&b, &ask(PARAPHRASE), "Bearer sk-test-a")
-            .await
-            .status
+        if cached_only(
+            &b,
+            &ask(PARAPHRASE),
+            &[("authorization", "Bearer sk-test-a")],
+        )
+        .await
+        .status
             == 504
         {
             return;

@@ -19,6 +19,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use common::redis::RedisServer;
+use common::semantic::{
+    content, mock_answers, support_question as ask, verified_stats, wait_settled,
+};
 use common::{config_for, Mock, Proxy, Reply};
 use reprise::config::{Backend, Config};
 use reprise::semantic::settings::SemanticMode;
@@ -51,32 +54,6 @@ fn verified_config(mock: &Mock) -> Config {
     config
 }
 
-fn ask(text: &str) -> Value {
-    json!({"model": "gpt-4o-mini", "temperature": 0, "messages": [
-        {"role": "system", "content": "You are a support bot."},
-        {"role": "user", "content": text}]})
-}
-
-fn content(reply: &Reply) -> String {
-    reply.json()["choices"][0]["message"]["content"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
-/// Every later chat answer of the mock is `text`.
-async fn mock_answers(mock: &Mock, text: &str) {
-    let status = reqwest::Client::new()
-        .post(format!("{}/_mock/answer", mock.url))
-        .header("content-type", "application/json")
-        .body(json!({"content": text}).to_string())
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status, 200);
-}
-
 async fn feedback(proxy: &Proxy, body: Value) -> u16 {
     proxy
         .post("/v1/cache/feedback")
@@ -97,35 +74,6 @@ async fn wait_item(proxy: &Proxy, key: &str) {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     panic!("no semantic item for {key}");
-}
-
-async fn verified_stats(proxy: &Proxy) -> Value {
-    let reply = Reply::from(
-        proxy
-            .http
-            .get(format!("{}/v1/cache/stats", proxy.url))
-            .header("authorization", "Bearer sk-test-a")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    reply.json()["semantic_verified"].clone()
-}
-
-/// Waits (bounded) until `proxy` has settled `agreed` + `disagreed` comparisons.
-async fn wait_settled(proxy: &Proxy, agreed: u64, disagreed: u64) {
-    for _ in 0..1000 {
-        let stats = verified_stats(proxy).await;
-        if stats["agreed"] == agreed && stats["disagreed"] == disagreed {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    panic!(
-        "comparisons never reached {agreed}/{disagreed}: {}",
-        verified_stats(proxy).await
-    );
 }
 
 /// Asks `text` on `proxy`: it must be explored against `key` (forwarded, a

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod redis;
+pub mod semantic;
 
 use std::process::Stdio;
 use std::time::Duration;

@@ -354,3 +354,60 @@ async fn the_docker_compose_config_runs_tiered() {
     b.wait_cached(CHAT, &body, &[]).await;
     assert_eq!(mock.chat_calls().await, 1);
 }
+
+/// Verified-mode observations recorded on one semantic item by many callers at
+/// once (several instances in production) are all kept: the shared item is
+/// updated by compare-and-set, not a plain read-modify-write that loses all
+/// but one of simultaneous updates.
+#[tokio::test]
+async fn concurrent_semantic_observations_on_one_item_are_all_kept() {
+    use reprise::cache::key::CacheKey;
+    use reprise::cache::redis::RedisTier;
+    use reprise::cache::seal::Sealer;
+    use reprise::semantic::index::Item;
+    use reprise::semantic::partition::PartitionId;
+    use reprise::semantic::shared;
+
+    let server = RedisServer::start().await;
+    let mut config = Config::default();
+    config.cache.backend = Backend::Redis;
+    config.cache.redis.url = server.url();
+    let settings = config.cache.tier_settings().redis.unwrap();
+    let redis = Arc::new(RedisTier::new(&settings).unwrap());
+    let sealing = Sealer::off().shared();
+    let partition = PartitionId([7; 32]);
+    let key = CacheKey([9; 32]);
+    let item = Item {
+        key,
+        vector: Arc::from(vec![0.5f32; 8]),
+        text: Arc::from("how do I reset my password"),
+        blocked: false,
+        observations: Default::default(),
+    };
+    assert!(shared::store(&redis, "ns", &partition, &item, None, 100, &sealing).await);
+
+    // As many simultaneous updates as the retry budget allows (one winner per round).
+    const UPDATES: usize = 16;
+    let tasks: Vec<_> = (0..UPDATES)
+        .map(|i| {
+            let (redis, sealing) = (Arc::clone(&redis), sealing.clone());
+            tokio::spawn(async move {
+                let similarity = 0.80 + i as f32 / 1000.0;
+                shared::record(&redis, "ns", &key, similarity, true, &sealing).await
+            })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), Some(true));
+    }
+    let items = shared::load(&redis, &partition, &sealing).await.unwrap();
+    let stored = items.iter().find(|i| i.key == key).unwrap();
+    let mut kept: Vec<f32> = stored
+        .observations
+        .samples()
+        .iter()
+        .map(|(s, _)| *s)
+        .collect();
+    kept.sort_by(f32::total_cmp);
+    assert_eq!(kept.len(), UPDATES, "every observation kept: {kept:?}");
+}

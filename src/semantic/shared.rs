@@ -20,10 +20,15 @@
 //! prompt text, and another tenant's (or another secret's) items do not open
 //! and are skipped. Only the blocked flag stays readable.
 //!
-//! Feedback and verified-mode observations change an item by read-modify-write
-//! (`HGET`, then an `HSET` that only replaces a field still present): two instances recording on one item at the same
-//! moment may lose one observation. That only delays learning; it never
-//! serves anything the kept observations do not justify.
+//! Feedback and verified-mode observations change an item by optimistic
+//! read-modify-write: `HGET`, change, then a script that replaces the field
+//! only if it still holds the bytes read (compare-and-set); on a conflict the
+//! change is re-applied to the new value, up to [`UPDATE_ATTEMPTS`] times. So
+//! two instances recording on one item at the same moment both keep their
+//! observation; only a change that loses [`UPDATE_ATTEMPTS`] races in a row
+//! is dropped (counted in `reprise_semantic_update_conflicts_total`), which
+//! delays learning and never serves anything the kept observations do not
+//! justify.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -289,7 +294,7 @@ async fn update(
     namespace: &str,
     key: &CacheKey,
     sealing: &Sealing,
-    change: impl FnOnce(&mut Item),
+    change: impl Fn(&mut Item),
 ) -> Option<bool> {
     let pointer: Option<String> = redis
         .query(
@@ -301,35 +306,57 @@ async fn update(
         return Some(false);
     };
     let hash = format!("{}:sem:v1:{partition_hex}", redis.prefix());
-    let value: Option<Vec<u8>> = redis
-        .query(redis::cmd("HGET").arg(&hash).arg(key.hex()), "HGET")
-        .await?;
-    let Some(mut item) = value.and_then(|v| decode(*key, &v, sealing)) else {
-        return Some(false);
-    };
-    change(&mut item);
-    let Some(value) = encode(&item, sealing) else {
-        return Some(true);
-    };
-    let _: Option<i64> = redis
-        .query(
-            redis::cmd("EVAL")
-                .arg(REPLACE_IF_PRESENT)
-                .arg(1)
-                .arg(&hash)
-                .arg(key.hex())
-                .arg(value),
-            "EVAL",
-        )
-        .await;
+    for _ in 0..UPDATE_ATTEMPTS {
+        let read: Option<Vec<u8>> = redis
+            .query(redis::cmd("HGET").arg(&hash).arg(key.hex()), "HGET")
+            .await?;
+        let Some(read) = read else {
+            return Some(false);
+        };
+        let Some(mut item) = decode(*key, &read, sealing) else {
+            return Some(false);
+        };
+        change(&mut item);
+        let Some(value) = encode(&item, sealing) else {
+            return Some(true);
+        };
+        let swapped: Option<i64> = redis
+            .query(
+                redis::cmd("EVAL")
+                    .arg(REPLACE_IF_UNCHANGED)
+                    .arg(1)
+                    .arg(&hash)
+                    .arg(key.hex())
+                    .arg(&read)
+                    .arg(value),
+                "EVAL",
+            )
+            .await;
+        match swapped {
+            // Replaced, or the item is gone (dropped or expired): done either way.
+            Some(1 | -1) => return Some(true),
+            // Another instance changed it since the read: apply ours to theirs.
+            Some(_) => continue,
+            None => return None,
+        }
+    }
+    metrics::counter!("reprise_semantic_update_conflicts_total").increment(1);
     Some(true)
 }
 
-/// HSET only when the field is still there: an item dropped (or a hash
-/// expired) between the read and the write is not brought back, so no hash
-/// ever lives without its expiry. One key: Redis Cluster safe.
-const REPLACE_IF_PRESENT: &str = "if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then \
-     return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end return -1";
+/// How many times a change is re-applied after losing a race. Every round of
+/// a race has one winner, so this many instances can update one item at the
+/// same instant without losing a change.
+const UPDATE_ATTEMPTS: usize = 16;
+
+/// Compare-and-set of one hash field: HSET only when the field still holds the
+/// bytes read (1), else 0; -1 when the field is gone (an item dropped or a
+/// hash expired between the read and the write is not brought back, so no
+/// hash ever lives without its expiry). One key: Redis Cluster safe.
+const REPLACE_IF_UNCHANGED: &str = "local current = redis.call('HGET', KEYS[1], ARGV[1]) \
+     if not current then return -1 end \
+     if current ~= ARGV[2] then return 0 end \
+     redis.call('HSET', KEYS[1], ARGV[1], ARGV[3]) return 1";
 
 #[cfg(test)]
 mod tests {

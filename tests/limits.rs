@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{chat_body, config_for, Mock, Proxy};
+use common::{chat_body, config_for, held_connection, Mock, Proxy};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -96,24 +96,6 @@ async fn a_trickled_body_is_cut_with_408() {
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert!(text.contains("request_timeout"), "{text}");
     assert_eq!(mock.chat_calls().await, 0);
-}
-
-/// Opens a connection and completes one keep-alive request on it, so the
-/// server has surely accepted (and counted) it.
-async fn held_connection(addr: &str) -> TcpStream {
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(b"GET /health HTTP/1.1\r\nhost: reprise\r\n\r\n")
-        .await
-        .unwrap();
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !String::from_utf8_lossy(&seen).contains("\r\n\r\n") {
-        let n = tcp.read(&mut buf).await.unwrap();
-        assert!(n > 0);
-        seen.extend_from_slice(&buf[..n]);
-    }
-    assert!(seen.starts_with(b"HTTP/1.1 200"));
-    tcp
 }
 
 #[tokio::test]

@@ -10,9 +10,9 @@ mod common;
 use std::time::Duration;
 
 use common::redis::RedisServer;
-use common::{chat_body, config_for, Mock, Reply};
+use common::{chat_body, config_for, held_connection, Mock, Reply};
 use reprise::config::{Backend, Config};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
@@ -118,24 +118,6 @@ async fn misses_background_redis_writes_and_hits_work_on_every_worker() {
     }
     assert_eq!(mock.chat_calls().await, 8);
     proxy.shutdown().await;
-}
-
-/// Opens a connection and completes one request on it (so the server has
-/// accepted it and holds a connection slot).
-async fn held_connection(addr: &str) -> TcpStream {
-    let mut tcp = TcpStream::connect(addr).await.unwrap();
-    tcp.write_all(b"GET /health HTTP/1.1\r\nhost: reprise\r\n\r\n")
-        .await
-        .unwrap();
-    let mut seen = Vec::new();
-    let mut buf = [0u8; 1024];
-    while !String::from_utf8_lossy(&seen).contains("\r\n\r\n") {
-        let n = tcp.read(&mut buf).await.unwrap();
-        assert!(n > 0);
-        seen.extend_from_slice(&buf[..n]);
-    }
-    assert!(seen.starts_with(b"HTTP/1.1 200"));
-    tcp
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -339,6 +339,25 @@ impl Reply {
 }
 
 /// A chat request with a prompt unique to `tag`.
+/// Opens a connection to `addr` and completes one keep-alive request on it,
+/// so the server has surely accepted it (and holds a connection slot).
+pub async fn held_connection(addr: &str) -> tokio::net::TcpStream {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    tcp.write_all(b"GET /health HTTP/1.1\r\nhost: reprise\r\n\r\n")
+        .await
+        .unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !String::from_utf8_lossy(&seen).contains("\r\n\r\n") {
+        let n = tcp.read(&mut buf).await.unwrap();
+        assert!(n > 0);
+        seen.extend_from_slice(&buf[..n]);
+    }
+    assert!(seen.starts_with(b"HTTP/1.1 200"));
+    tcp
+}
+
 pub fn chat_body(tag: &str) -> Value {
     serde_json::json!({
         "model": "gpt-4o-mini",

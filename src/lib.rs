@@ -136,7 +136,7 @@ pub fn app(state: Arc<AppState>) -> Router {
         state.clone(),
         server::guard::metrics_access,
     ));
-    Router::new()
+    let routes = Router::new()
         .merge(api)
         .route("/metrics", metrics)
         .route("/health", get(server::ops::health))
@@ -146,10 +146,16 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/dashboard", get(dashboard::page))
         .route("/dashboard/{file}", get(dashboard::file))
         .fallback(server::ops::not_found)
-        .layer(from_fn_with_state(in_flight, limits::requests::shed))
-        .layer(DefaultBodyLimit::max(limit))
+        .with_state(state);
+    // The process-wide layers wrap the router once, outside routing:
+    // `Router::layer` would wrap every route's boxed service in each of them,
+    // and a request then clones a box per layer and level.
+    let layered = tower::ServiceBuilder::new()
         .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(from_fn_with_state(in_flight, limits::requests::shed))
+        .service(routes);
+    Router::new().fallback_service(layered)
 }
 
 /// Serves on an already-bound listener until `shutdown` resolves; in-flight

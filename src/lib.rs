@@ -14,10 +14,11 @@
 //! 4. per route group:
 //!    - API routes (`api` in [`app`]: completions, messages, embeddings,
 //!      batch, models, `/v1/cache/*` admin and operator routes, `/mcp/*`):
-//!      `server::guard::authenticate_first`
+//!      `server::guard::authenticate_then_read`: the credential
 //!      (401 from the headers alone, before any body byte is read), then
-//!      `limits::requests::read_body` (`server.body_limit_bytes` → 413
-//!      before reading when declared, `limits.body_read_timeout` → 408);
+//!      the body as `limits::requests::buffered` reads it
+//!      (`server.body_limit_bytes` → 413 before reading when declared,
+//!      `limits.body_read_timeout` → 408);
 //!    - `/metrics`: `server::guard::metrics_access` (a metrics/admin key, or
 //!      a loopback peer when no metrics keys are configured);
 //!    - `/health`, `/ready`, `/dashboard` (static files; its data requests
@@ -127,10 +128,9 @@ pub fn app(state: Arc<AppState>) -> Router {
         .route("/v1/cache/export", get(server::export::export))
         .route("/v1/cache/import", post(server::export::import))
         .merge(mcp::router(state.clone()))
-        .layer(from_fn_with_state(body_read, limits::requests::read_body))
         .layer(from_fn_with_state(
-            state.clone(),
-            server::guard::authenticate_first,
+            (state.clone(), body_read),
+            server::guard::authenticate_then_read,
         ));
     let metrics = get(server::admin::metrics).layer(from_fn_with_state(
         state.clone(),

@@ -126,9 +126,9 @@ pub struct BodyRead {
 
 /// Reads the whole body before the route runs: a declared length over
 /// `limit` is refused (413) before a byte is read, a body still arriving after
-/// `timeout` is cut (408, connection closed), and the route gets the bytes.
-pub async fn read_body(State(read): State<BodyRead>, request: Request, next: Next) -> Response {
-    let path = request.uri().path().to_owned();
+/// `timeout` is cut (408, connection closed), and the route gets the request
+/// with the bytes (`Err`: the error response).
+pub async fn buffered(read: BodyRead, request: Request) -> Result<Request, Response> {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -136,30 +136,33 @@ pub async fn read_body(State(read): State<BodyRead>, request: Request, next: Nex
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > read.limit as u64) {
         count_refusal("body_limit_bytes");
-        return render(&path, ProxyError::PayloadTooLarge { limit: read.limit });
+        return Err(render(
+            request.uri().path(),
+            ProxyError::PayloadTooLarge { limit: read.limit },
+        ));
     }
     let (parts, body) = request.into_parts();
+    let path = parts.uri.path();
     let bytes =
         match tokio::time::timeout(read.timeout, axum::body::to_bytes(body, read.limit)).await {
             Ok(Ok(bytes)) => bytes,
             Ok(Err(e)) if is_length_limit(&e) => {
                 count_refusal("body_limit_bytes");
-                return render(&path, ProxyError::PayloadTooLarge { limit: read.limit });
+                return Err(render(path, ProxyError::PayloadTooLarge { limit: read.limit }));
             }
             Ok(Err(e)) => {
-                return render(
-                    &path,
+                return Err(render(
+                    path,
                     ProxyError::bad_request(format!("could not read the request body: {e}"), None),
-                )
+                ))
             }
             Err(_elapsed) => {
                 count_refusal("body_read_timeout");
                 let millis = u64::try_from(read.timeout.as_millis()).unwrap_or(u64::MAX);
-                return render(&path, ProxyError::RequestTimeout { millis });
+                return Err(render(path, ProxyError::RequestTimeout { millis }));
             }
         };
-    next.run(Request::from_parts(parts, Body::from(bytes)))
-        .await
+    Ok(Request::from_parts(parts, Body::from(bytes)))
 }
 
 fn is_length_limit(e: &axum::Error) -> bool {

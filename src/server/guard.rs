@@ -13,16 +13,23 @@ use axum::response::Response;
 use crate::limits::render;
 use crate::state::AppState;
 
-/// 401 unless the caller presents an accepted key (when keys are configured).
-pub async fn authenticate_first(
-    State(state): State<Arc<AppState>>,
+/// The API routes' gate, one middleware (each layer costs boxed futures and
+/// services per request): 401 unless the caller presents an accepted key
+/// (when keys are configured), decided from the headers before any body byte
+/// is read; then the whole body under `server.body_limit_bytes` /
+/// `limits.body_read_timeout` (`limits::requests::buffered`).
+pub async fn authenticate_then_read(
+    State((state, read)): State<(Arc<AppState>, crate::limits::requests::BodyRead)>,
     request: Request,
     next: Next,
 ) -> Response {
     if let Err(e) = state.authenticate(request.headers()) {
         return render(request.uri().path(), e);
     }
-    next.run(request).await
+    match crate::limits::requests::buffered(read, request).await {
+        Ok(request) => next.run(request).await,
+        Err(refused) => refused,
+    }
 }
 
 /// `/metrics`: a metrics or admin key, or (with no metrics keys configured)

@@ -148,7 +148,10 @@ pub async fn buffered(read: BodyRead, request: Request) -> Result<Request, Respo
             Ok(Ok(bytes)) => bytes,
             Ok(Err(e)) if is_length_limit(&e) => {
                 count_refusal("body_limit_bytes");
-                return Err(render(path, ProxyError::PayloadTooLarge { limit: read.limit }));
+                return Err(render(
+                    path,
+                    ProxyError::PayloadTooLarge { limit: read.limit },
+                ));
             }
             Ok(Err(e)) => {
                 return Err(render(

@@ -9,7 +9,7 @@
 //! it is not written per request (or is written only in a per-thread slot).
 //!
 //! What remains shared per request lives in dependencies and is listed in
-//! BENCHMARKS.md ("Many cores"): moka's read log, `Arc` reference counts of
+//! BENCHMARKS.md ("Many cores"): an L1 shard's read lock, `Arc` reference counts of
 //! the state and of a hot entry, tokio's scheduler.
 //!
 //! Adding a lock or a shared counter to one of these files? Prefer a

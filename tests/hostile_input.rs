@@ -181,17 +181,7 @@ async fn names_are_bounded() {
         body["model"] = Value::String(format!("made-up-{i}"));
         assert_eq!(proxy.chat(&body).await.status, 200);
     }
-    let stats = Reply::from(
-        proxy
-            .http
-            .get(format!("{}/v1/cache/stats", proxy.url))
-            .header("authorization", "Bearer sk-test-a")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-    .json();
+    let stats = proxy.get_reply("/v1/cache/stats").await.json();
     let models = stats["by_model"].as_object().unwrap();
     assert_eq!(models.len(), reprise::stats::MAX_MODELS_PER_NAMESPACE + 1);
     assert_eq!(stats["requests"], 61);

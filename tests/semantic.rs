@@ -98,17 +98,7 @@ async fn paraphrase_is_a_semantic_hit_json_and_stream() {
     assert_eq!(exact.header("x-cache-tier"), Some("memory"));
     assert!(exact.header("x-cache-similarity").is_none());
 
-    let stats = Reply::from(
-        proxy
-            .http
-            .get(format!("{}/v1/cache/stats", proxy.url))
-            .header("authorization", "Bearer sk-test-a")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-    .json();
+    let stats = proxy.get_reply("/v1/cache/stats").await.json();
     assert!(stats["hits"]["semantic"].as_u64().unwrap() >= 2, "{stats}");
 }
 

@@ -9,7 +9,7 @@ mod common;
 use std::time::Duration;
 
 use common::semantic::{mock_answers, support_question as ask, wait_semantic, wait_settled};
-use common::{config_for, Mock, Proxy, Reply};
+use common::{config_for, Mock, Proxy};
 use reprise::config::Config;
 use reprise::semantic::settings::EmbedderKind;
 use serde_json::{json, Value};
@@ -30,17 +30,7 @@ fn provider_config(mock: &Mock) -> Config {
 }
 
 async fn stats(proxy: &Proxy) -> Value {
-    Reply::from(
-        proxy
-            .http
-            .get(format!("{}/v1/cache/stats", proxy.url))
-            .header("authorization", "Bearer sk-test-a")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-    .json()
+    proxy.get_reply("/v1/cache/stats").await.json()
 }
 
 #[tokio::test]

@@ -37,16 +37,7 @@ pub async fn wait_semantic(proxy: &Proxy, body: &Value, headers: &[(&str, &str)]
 
 /// The `semantic_verified` part of `/v1/cache/stats` (caller `sk-test-a`).
 pub async fn verified_stats(proxy: &Proxy) -> Value {
-    let reply = Reply::from(
-        proxy
-            .http
-            .get(format!("{}/v1/cache/stats", proxy.url))
-            .header("authorization", "Bearer sk-test-a")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let reply = proxy.get_reply("/v1/cache/stats").await;
     reply.json()["semantic_verified"].clone()
 }
 

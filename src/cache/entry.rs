@@ -76,8 +76,8 @@ pub struct Derived {
     /// A stored stream assembled into a `chat.completion`, for non-stream
     /// requests (not weighed: it only exists for streams also read as JSON).
     pub assembled: OnceLock<Bytes>,
-    /// The stored usage's token counts (traces of hits).
-    pub token_counts: OnceLock<Option<crate::cost::TokenCounts>>,
+    /// The stored usage, normalized (hit prices and trace token counts).
+    pub usage: OnceLock<Option<crate::cost::NormalizedUsage>>,
 }
 
 impl Entry {

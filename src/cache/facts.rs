@@ -110,11 +110,7 @@ impl Weighter<MemoKey, Arc<BodyFacts>> for MemoWeight {
 impl Default for BodyMemo {
     fn default() -> Self {
         // Shards of at least 4 × MAX_BODY, so the biggest remembered body fits.
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let shards = (cores * 4)
-            .next_power_of_two()
-            .min((MEMO_BYTES / (4 * MAX_BODY as u64)) as usize)
-            .max(1);
+        let shards = crate::cache::memory::shard_count(MEMO_BYTES, 4 * MAX_BODY as u64);
         let options = OptionsBuilder::new()
             .shards(shards)
             .weight_capacity(MEMO_BYTES)

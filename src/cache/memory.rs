@@ -51,12 +51,13 @@ impl Weighter<CacheKey, Slot> for SlotWeight {
     }
 }
 
-/// Shards for `max_bytes` on this machine: quick_cache's default (4 per
-/// core), halved until each shard holds at least [`MIN_SHARD_BYTES`].
-fn shard_count(max_bytes: u64) -> usize {
+/// Shards for a quick_cache of `max_bytes` on this machine: its default (4
+/// per core), halved until each shard holds at least `min_shard_bytes` (an
+/// item heavier than a shard is not admitted).
+pub(crate) fn shard_count(max_bytes: u64, min_shard_bytes: u64) -> usize {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut shards = (cores * 4).next_power_of_two();
-    while shards > 1 && max_bytes / (shards as u64) < MIN_SHARD_BYTES {
+    while shards > 1 && max_bytes / (shards as u64) < min_shard_bytes {
         shards /= 2;
     }
     shards
@@ -65,7 +66,7 @@ fn shard_count(max_bytes: u64) -> usize {
 impl MemoryTier {
     /// `grace`: how long past its TTL an entry is kept for stale-if-error.
     pub fn new(max_bytes: u64, grace: Duration) -> Self {
-        let shards = shard_count(max_bytes);
+        let shards = shard_count(max_bytes, MIN_SHARD_BYTES);
         let options = OptionsBuilder::new()
             .shards(shards)
             .weight_capacity(max_bytes)

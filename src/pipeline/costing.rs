@@ -33,16 +33,23 @@ fn price<'a>(state: &'a AppState, model: &str) -> Option<&'a cost::ModelPrice> {
 
 /// A miss: its cost from the normalized usage.
 pub fn miss(state: &AppState, model: &str, usage: &Value) -> Option<Cost> {
-    let normalized = cost::normalize(usage)?;
+    miss_normalized(state, model, &cost::normalize(usage)?)
+}
+
+/// [`miss`] for usage the caller has already normalized.
+pub fn miss_normalized(
+    state: &AppState,
+    model: &str,
+    usage: &cost::NormalizedUsage,
+) -> Option<Cost> {
     let price = price(state, model)?;
-    Some(cost::miss_cost(price, &normalized))
+    Some(cost::miss_cost(price, usage))
 }
 
 /// A hit (or coalesced/stale answer): savings = what the original call cost.
 pub fn hit(state: &AppState, model: &str, entry: &Entry) -> Option<Cost> {
     let compute = || -> Option<Cost> {
-        let usage: Value = serde_json::from_slice(entry.usage.as_deref()?).ok()?;
-        let normalized = cost::normalize(&usage)?;
+        let normalized = stored_usage(entry)?;
         let price = price(state, model)?;
         Some(cost::hit_cost(price, &normalized))
     };
@@ -80,16 +87,16 @@ pub fn hit_record(
         tokens_saved: tokens,
         latency_saved_ms: entry.origin.upstream_ms.unwrap_or(0),
         usd_saved_cache: saved,
-        tokens: token_counts(entry),
+        tokens: stored_usage(entry).map(|u| u.counts()),
         ..Record::default()
     }
 }
 
-/// An entry's token counts, parsed from its stored usage once per entry.
-fn token_counts(entry: &Entry) -> Option<cost::TokenCounts> {
-    *entry.derived.token_counts.get_or_init(|| {
+/// An entry's stored usage, parsed and normalized once per entry.
+fn stored_usage(entry: &Entry) -> Option<cost::NormalizedUsage> {
+    *entry.derived.usage.get_or_init(|| {
         let usage: Value = serde_json::from_slice(entry.usage.as_deref()?).ok()?;
-        Some(cost::normalize(&usage)?.counts())
+        cost::normalize(&usage)
     })
 }
 

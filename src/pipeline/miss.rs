@@ -115,9 +115,10 @@ pub async fn forward_and_store(
         .as_ref()
         .and_then(|u| u.as_ref())
         .and_then(|raw| serde_json::from_str(raw.get()).ok());
-    let cost = usage_value
+    let normalized = usage_value.as_ref().and_then(crate::cost::normalize);
+    let cost = normalized
         .as_ref()
-        .and_then(|u| costing::miss(state, &request.model, u));
+        .and_then(|u| costing::miss_normalized(state, &request.model, u));
     if let Some(u) = &usage_value {
         request.observe_usage(u);
     }
@@ -240,10 +241,7 @@ pub async fn forward_and_store(
     let mut record = costing::miss_record(status, cost.as_ref());
     record.would_hit = observed.would_hit;
     record.would_save_usd = observed.would_save_usd;
-    record.tokens = usage_value
-        .as_ref()
-        .and_then(crate::cost::normalize)
-        .map(|u| u.counts());
+    record.tokens = normalized.map(|u| u.counts());
     Ok(Answer {
         response: render::response(reply.status, headers, Body::from(body), None),
         record,

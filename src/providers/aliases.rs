@@ -82,11 +82,11 @@ impl Aliases {
         self.by_name.get(name)
     }
 
-    /// Whether any alias learns from usage (else nothing is recorded).
     pub fn is_empty(&self) -> bool {
         self.by_name.is_empty()
     }
 
+    /// Whether any alias learns from usage (else nothing is recorded).
     pub fn learns(&self) -> bool {
         self.by_name
             .values()

@@ -230,8 +230,6 @@ impl Providers {
         }
     }
 
-    /// Learns from an answer's usage at `provider`/`model` for a conversation
-    /// opening (only when a `cache_economics` alias will ask).
     /// Whether anything reads a request's conversation opening: replica
     /// affinity (a provider with several replicas) or an alias choosing
     /// among targets.
@@ -239,6 +237,8 @@ impl Providers {
         !self.aliases.is_empty() || self.list.iter().any(|p| p.replicas.len() > 1)
     }
 
+    /// Learns from an answer's usage at `provider`/`model` for a conversation
+    /// opening (only when a `cache_economics` alias will ask).
     pub fn observe_usage(
         &self,
         provider: &str,
